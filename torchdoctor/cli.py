@@ -1,0 +1,169 @@
+"""Command line: `torchdoctor run | rules | explain`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+
+FAIL_ON_STATUS = 3
+BAD_INPUT_STATUS = 2
+SEVERITIES = ["critical", "error", "warning", "info"]
+
+
+class BadInput(click.ClickException):
+    """One clear line, status 2, no traceback."""
+
+    exit_code = BAD_INPUT_STATUS
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"torchdoctor: error: {self.format_message()}", err=True)
+
+
+def check_output_path(path: str, option: str) -> Path:
+    """Fail before the script runs if the report could not be written (and resolve it, since
+    the script may chdir)."""
+    target = Path(path).expanduser().resolve()
+    if target.is_dir():
+        raise BadInput(f"{option} {path}: is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise BadInput(f"{option} {path}: directory {parent} does not exist")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise BadInput(f"{option} {path}: file is not writable")
+    if not target.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{option} {path}: directory {parent} is not writable")
+    return target
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="torchdoctor")
+def cli() -> None:
+    """torchdoctor diagnoses PyTorch training runs: what went wrong, where, and the fix."""
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog=f"Exit status: the script's own; {FAIL_ON_STATUS} when --fail-on is given and a finding "
+    f"at or above that severity was made; {BAD_INPUT_STATUS} for bad input to torchdoctor itself.",
+)
+@click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like `python -m`.")
+@click.option("--json", "json_path", metavar="PATH", help="Write the JSON report (schema torchdoctor.report/1).")
+@click.option("--fail-on", type=click.Choice(SEVERITIES, case_sensitive=False),
+              help=f"Exit with status {FAIL_ON_STATUS} if a finding of this severity or worse was made.")
+@click.option("--disable", "disable", multiple=True, metavar="CODE", help="Switch a rule off (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="CODE.THRESHOLD=VALUE",
+              help="Change a rule's threshold, e.g. --set exploding_gradients.growth_factor=100.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PYPROJECT",
+              help="Read [tool.torchdoctor] from this file (default: the nearest pyproject.toml above the "
+              "script).")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
+@click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
+@click.argument("target", metavar="SCRIPT|MODULE")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
+        settings: tuple[str, ...], config_path: str | None, quiet: bool, verbose: bool,
+        target: str, args: tuple[str, ...]) -> int:
+    """Run a training script unchanged and diagnose it.
+
+    Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
+    """
+    from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
+    from .execfile import BadTarget, prepare_module, prepare_script
+
+    json_target = check_output_path(json_path, "--json") if json_path else None
+    try:
+        prepared = prepare_module(target) if module else prepare_script(target)
+        if config_path:
+            if not Path(config_path).is_file():
+                raise BadInput(f"--config {config_path}: no such file")
+            pyproject: Path | None = Path(config_path)
+        else:
+            start = Path(prepared.file).resolve().parent if not module else Path.cwd()
+            pyproject = find_pyproject(start) or find_pyproject(Path.cwd())
+        config = build_config(read_pyproject_table(pyproject), disable, settings, fail_on,
+                              origin=str(pyproject or "pyproject.toml"))
+    except (BadTarget, ConfigError) as exc:
+        raise BadInput(str(exc)) from None
+    return run_prepared(prepared, list(args), config, json_target, quiet, verbose)
+
+
+def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
+                 quiet: bool = False, verbose: bool = False) -> int:
+    from .execfile import run_target
+    from .session import Doctor
+
+    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose)
+    doctor.start()
+    assert doctor.recorder is not None
+    doctor.recorder.timeline.run.argv = [prepared.display, *args]
+    outcome = run_target(prepared, args)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    doctor.stop(exit_status=outcome.status, exception=outcome.exception)
+    doctor.emit()
+    if doctor.fails():
+        return FAIL_ON_STATUS
+    return outcome.status
+
+
+@cli.command()
+def rules() -> None:
+    """List the diagnoses, their severity and thresholds."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .rules import all_rules
+
+    table = Table(show_lines=False, box=None, pad_edge=False)
+    table.add_column("code", style="bold")
+    table.add_column("severity")
+    table.add_column("what it finds")
+    table.add_column("thresholds (defaults)", style="dim")
+    for r in all_rules():
+        params = ", ".join(f"{k}={p.default:g}" for k, p in r.params.items())
+        table.add_row(r.code, r.severity.label, r.summary, params)
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Explain one diagnosis: what it finds, why it matters, what to do."""
+    from .rules import REGISTRY
+
+    rule = REGISTRY.get(code)
+    if rule is None:
+        import difflib
+
+        close = difflib.get_close_matches(code, list(REGISTRY), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (see `torchdoctor rules`)"
+        raise BadInput(f"unknown finding code {code!r}{hint}")
+    click.echo(f"{rule.code} ({rule.severity.label}): {rule.summary}\n")
+    click.echo(rule.explanation)
+    if rule.params:
+        click.echo("\nThresholds (change with --set CODE.NAME=VALUE or [tool.torchdoctor." + rule.code + "]):")
+        for name, p in rule.params.items():
+            click.echo(f"  {name} = {p.default:g}    {p.help}")
+    click.echo(f"\nSwitch off with --disable {rule.code} or [tool.torchdoctor] disable = [\"{rule.code}\"].")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = cli.main(args=argv, prog_name="torchdoctor", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        return 1
+    return result if isinstance(result, int) else 0

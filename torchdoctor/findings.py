@@ -1,0 +1,72 @@
+"""Findings and fixes: the unit of diagnosis shared by rules, reports and the JSON contract."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that `--fail-on` and sorting can compare severities directly."""
+
+    INFO = 0
+    WARNING = 1
+    ERROR = 2
+    CRITICAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str | Severity) -> Severity:
+        if isinstance(text, Severity):
+            return text
+        try:
+            return cls[str(text).strip().upper()]
+        except KeyError:
+            names = ", ".join(s.label for s in cls)
+            raise ValueError(f"unknown severity {text!r} (expected one of: {names})") from None
+
+
+@dataclass
+class Fix:
+    """One concrete remedy; `params` carries the numbers derived from the run."""
+
+    action: str
+    text: str
+    params: dict[str, Any] = field(default_factory=dict)
+    snippet: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"action": self.action, "text": self.text, "params": self.params}
+        if self.snippet:
+            data["snippet"] = self.snippet
+        return data
+
+
+@dataclass
+class Finding:
+    """A diagnosis: what, where, when, the evidence, and the fixes (most likely first)."""
+
+    code: str
+    severity: Severity
+    title: str
+    step: int | None = None
+    epoch: int | None = None
+    where: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity.label,
+            "title": self.title,
+            "step": self.step,
+            "epoch": self.epoch,
+            "where": self.where,
+            "evidence": self.evidence,
+            "fixes": [f.to_dict() for f in self.fixes],
+        }

@@ -1,0 +1,51 @@
+"""Sees DataLoader iteration: a new `iter(loader)` starts an epoch; the last batch is kept
+(by reference, no copy) so a NaN can be traced back to the data."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
+
+_OWNER = "_torchdoctor_loader_id"
+
+
+class DataProbe:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.saved: list[tuple[type, str, Any]] = []
+
+    def install(self) -> None:
+        recorder = self.recorder
+        original_iter = DataLoader.__iter__
+        original_next = _BaseDataLoaderIter.__next__
+
+        @functools.wraps(original_iter)
+        def __iter__(loader: DataLoader) -> Any:
+            it = original_iter(loader)
+            recorder.on_loader_iter(loader)
+            try:
+                setattr(it, _OWNER, id(loader))
+            except Exception:
+                pass
+            return it
+
+        @functools.wraps(original_next)
+        def __next__(it: Any) -> Any:
+            batch = original_next(it)
+            recorder.on_batch(getattr(it, _OWNER, None), batch)
+            return batch
+
+        self.saved = [(DataLoader, "__iter__", original_iter), (_BaseDataLoaderIter, "__next__", original_next)]
+        DataLoader.__iter__ = __iter__  # type: ignore[method-assign]
+        _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        for cls, name, original in self.saved:
+            setattr(cls, name, original)
+        self.saved = []

@@ -1,0 +1,379 @@
+"""The recorder turns what the probes see into the timeline.
+
+Probes call the `on_*` handlers from inside PyTorch's hooks. Every handler is
+guarded: an error in torchdoctor is recorded as an internal warning and never
+reaches the user's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import torch
+
+from .probes.gradients import measure_step
+from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
+from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+MAX_INTERNAL_ERRORS = 20
+
+
+def guarded(func: F) -> F:
+    """Contain any exception from a handler: record it, return None, let the run go on."""
+
+    @functools.wraps(func)
+    def wrapper(self: Recorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except Exception as exc:
+            self.internal_error(f"{func.__name__}: {type(exc).__name__}: {exc}", exc)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_loss_module(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.modules.loss._Loss)
+
+
+def _layer_kind(module: torch.nn.Module) -> str:
+    name = type(module).__name__
+    if name in NORMALIZATION_TYPES:
+        return "norm"
+    if name in EMBEDDING_TYPES:
+        return "embedding"
+    weight = getattr(module, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.dim() >= 2:
+        return "weight"
+    return "other"
+
+
+@dataclass
+class RootState:
+    """A discovered model: its names, and the forward order of its modules."""
+
+    module: torch.nn.Module
+    prefix: str
+    module_names: dict[int, str]
+    param_names: dict[int, str]
+    forward_order: list[int] = field(default_factory=list)  # ids, first forward only
+    order_done: bool = False
+    info: ModelInfo | None = None
+
+
+@dataclass
+class OptimizerState:
+    params: list[torch.nn.Parameter]
+    layer_of: list[int]
+    signature: tuple[int, ...]
+
+
+class Recorder:
+    def __init__(self, models: list[torch.nn.Module] | None = None,
+                 optimizers: list[torch.optim.Optimizer] | None = None) -> None:
+        self.timeline = Timeline()
+        self.timeline.run.torch_version = torch.__version__
+        self.explicit_models = {id(m) for m in models} if models else None
+        self.explicit_optimizers = {id(o) for o in optimizers} if optimizers else None
+        self.replaying = False
+        self.roots: dict[int, RootState] = {}
+        self.param_layer: dict[int, int] = {}  # id(param) -> index in timeline.layers
+        self.optimizers: dict[int, OptimizerState] = {}
+        self.primary_optimizer: int | None = None
+        self.step = 0  # index of the next primary optimizer step
+        self.pending_losses: list[torch.Tensor] = []
+        self.last_call: tuple[torch.nn.Module, tuple, dict] | None = None
+        self.last_output: torch.Tensor | None = None
+        self.last_loss_call: tuple[tuple, Any] | None = None
+        self.last_batch: Any = None
+        self.loader_iters: dict[int, int] = {}
+        self.train_loader: int | None = None
+        self.last_batch_loader: int | None = None
+        self.nonfinite_loss_seen = False
+        self.nonfinite_grad_seen = False
+        self._error_counts: dict[str, int] = {}
+        for m in models or []:
+            self._discover(m)
+
+    # -- bookkeeping ---------------------------------------------------------
+    def internal_error(self, message: str, exc: BaseException | None = None) -> None:
+        count = self._error_counts.get(message, 0)
+        self._error_counts[message] = count + 1
+        if count == 0 and len(self.timeline.internal_errors) < MAX_INTERNAL_ERRORS:
+            where = ""
+            if exc is not None and exc.__traceback__ is not None:
+                last = traceback.extract_tb(exc.__traceback__)[-1]
+                where = f" ({last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+            self.timeline.internal_errors.append(message + where)
+
+    @property
+    def epoch(self) -> int | None:
+        if self.train_loader is None:
+            return None
+        return self.loader_iters.get(self.train_loader, 1) - 1
+
+    def name_of(self, module: torch.nn.Module) -> str:
+        for state in self.roots.values():
+            name = state.module_names.get(id(module))
+            if name is not None:
+                return name
+        return type(module).__name__
+
+    def _owner_of(self, module: torch.nn.Module) -> RootState | None:
+        for state in self.roots.values():
+            if id(module) in state.module_names:
+                return state
+        return None
+
+    def _discover(self, module: torch.nn.Module) -> RootState:
+        prefix = "" if not self.roots else f"{type(module).__name__}:"
+        names = {id(m): (prefix + n if n else type(module).__name__) for n, m in module.named_modules()}
+        params = {id(p): prefix + n for n, p in module.named_parameters()}
+        state = RootState(module, prefix, names, params)
+        self.roots[id(module)] = state
+        if self.timeline.run.device == "cpu":
+            first = next(module.parameters(), None)
+            if first is not None:
+                self.timeline.run.device = str(first.device)
+        return state
+
+    def _finish_model(self, state: RootState) -> None:
+        """Once the first forward has shown the order, record the model and its layers."""
+        module = state.module
+        seen = {i: k for k, i in enumerate(state.forward_order)}
+        named = list(module.named_modules())
+        ordered = sorted(named, key=lambda nm: seen.get(id(nm[1]), len(seen)))
+        types = {state.module_names[id(m)]: type(m).__name__ for _, m in ordered}
+        params = list(module.parameters())
+        state.info = ModelInfo(
+            name=type(module).__name__,
+            module_types=types,
+            num_params=sum(p.numel() for p in params),
+            trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        )
+        self.timeline.models.append(state.info)
+        for _, sub in ordered:
+            own = [(n, p) for n, p in sub.named_parameters(recurse=False)]
+            if not own:
+                continue
+            index = len(self.timeline.layers)
+            self.timeline.layers.append(
+                LayerInfo(
+                    name=state.module_names[id(sub)],
+                    type=type(sub).__name__,
+                    params=[state.param_names.get(id(p), n) for n, p in own],
+                    numel=sum(p.numel() for _, p in own),
+                    kind=_layer_kind(sub),
+                )
+            )
+            for _, p in own:
+                self.param_layer.setdefault(id(p), index)
+        state.order_done = True
+
+    # -- module forward ------------------------------------------------------
+    @guarded
+    def on_root_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> RootState | None:
+        if _is_loss_module(module):
+            self.last_loss_call = (args, None)
+            return None
+        key = id(module)
+        state = self.roots.get(key)
+        if state is None:
+            if self.explicit_models is not None and key not in self.explicit_models:
+                return None
+            if next(module.parameters(), None) is None:
+                return None
+            owner = self._owner_of(module)
+            if owner is not None:  # a submodule of a known model, called on its own
+                state = RootState(module, owner.prefix, owner.module_names, owner.param_names, order_done=True)
+                self.roots[key] = state
+            else:
+                state = self._discover(module)
+        self.last_call = (module, args, kwargs)
+        return state
+
+    @guarded
+    def on_root_kwargs(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.last_call is not None and self.last_call[0] is module:
+            self.last_call = (module, args, kwargs)
+
+    @guarded
+    def on_root_done(self, module: torch.nn.Module, output: Any) -> None:
+        if _is_loss_module(module):
+            if self.last_loss_call is not None and isinstance(output, torch.Tensor):
+                self.last_loss_call = (self.last_loss_call[0], output.detach())
+            return
+        state = self.roots.get(id(module))
+        if state is None:
+            return
+        if not state.order_done:
+            self._finish_model(state)
+        self.last_output = output.detach() if isinstance(output, torch.Tensor) else None
+
+    # -- backward --------------------------------------------------------------
+    @guarded
+    def on_backward(self, tensors: Any) -> None:
+        self.timeline.backward_calls += 1
+        if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
+            tensors = tensors[0]
+        if isinstance(tensors, torch.Tensor) and tensors.numel() == 1:
+            self.pending_losses.append(tensors.detach())
+
+    # -- data loading ----------------------------------------------------------
+    @guarded
+    def on_loader_iter(self, loader: Any) -> None:
+        self.loader_iters[id(loader)] = self.loader_iters.get(id(loader), 0) + 1
+
+    @guarded
+    def on_batch(self, loader_id: int | None, batch: Any) -> None:
+        self.last_batch = batch
+        self.last_batch_loader = loader_id
+
+    # -- optimizer -------------------------------------------------------------
+    def _optimizer_state(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        signature = tuple(id(p) for p in params)
+        state = self.optimizers.get(id(optimizer))
+        if state is not None and state.signature == signature:
+            return state
+        layer_of = []
+        for i, p in enumerate(params):
+            index = self.param_layer.get(id(p))
+            if index is None:
+                index = len(self.timeline.layers)
+                name = f"optimizer{len(self.optimizers)}.param{i}"
+                self.timeline.layers.append(LayerInfo(name, "Parameter", [name], p.numel(), "other"))
+                self.param_layer[id(p)] = index
+            layer_of.append(index)
+        state = OptimizerState(params, layer_of, signature)
+        if id(optimizer) not in self.optimizers:
+            self.timeline.optimizers.append(type(optimizer).__name__)
+        self.optimizers[id(optimizer)] = state
+        return state
+
+    def _param_name(self, param: torch.nn.Parameter) -> str:
+        for state in self.roots.values():
+            name = state.param_names.get(id(param))
+            if name is not None:
+                return name
+        return self.timeline.layers[self.param_layer[id(param)]].name
+
+    @guarded
+    def on_before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.explicit_optimizers is not None and id(optimizer) not in self.explicit_optimizers:
+            return
+        if self.primary_optimizer is None:
+            self.primary_optimizer = id(optimizer)
+            self.train_loader = self.last_batch_loader
+        primary = id(optimizer) == self.primary_optimizer
+        state = self._optimizer_state(optimizer)
+        losses, self.pending_losses = self.pending_losses, []
+        numbers = measure_step(state.params, state.layer_of, losses)
+        if primary or not self.timeline.steps:
+            record = StepRecord(step=self.step, epoch=self.epoch, lr=_lr(optimizer))
+            self.timeline.steps.append(record)
+            if numbers.losses:
+                record.loss = sum(numbers.losses) / len(numbers.losses)
+        record = self.timeline.steps[-1]
+        _merge_grads(record, numbers, len(self.timeline.layers))
+        bad_loss = [v for v in numbers.losses if not math.isfinite(v)]
+        if bad_loss and not self.nonfinite_loss_seen:
+            self._record_nonfinite_loss(bad_loss[0], record.step)
+        if numbers.nonfinite_params:
+            names = [self._param_name(state.params[i]) for i in numbers.nonfinite_params]
+            record.nonfinite_grads.extend(names)
+            if not bad_loss and not self.nonfinite_grad_seen and not self.nonfinite_loss_seen:
+                self.nonfinite_grad_seen = True
+                self.timeline.events.append(
+                    Event("nonfinite_gradient", record.step, record.epoch, {"params": names})
+                )
+
+    @guarded
+    def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if id(optimizer) == self.primary_optimizer:
+            self.step += 1
+
+    # -- localization ----------------------------------------------------------
+    def _record_nonfinite_loss(self, value: float, step: int) -> None:
+        self.nonfinite_loss_seen = True
+        data: dict[str, Any] = {"value": value}
+        data.update(self._locate())
+        self.timeline.events.append(Event("nonfinite_loss", step, self.epoch, data))
+
+    def _locate(self) -> dict[str, Any]:
+        if self.last_call is None:
+            return {"origin": None, "detail": "no model forward was observed"}
+        module, args, kwargs = self.last_call
+        batch: list[tuple[str, Any]] = [("model input", args[:1] if args else ())]
+        batch.append(("model input (other arguments)", (args[1:], kwargs)))
+        if self.last_loss_call is not None:
+            batch.append(("loss target", self.last_loss_call[0][1:]))
+        if self.last_batch is not None:
+            batch.append(("data loader batch", self.last_batch))
+        bad = find_bad_input(batch)
+        if bad is not None:
+            return {"origin": "input", "detail": f"the {bad['tensor']} held NaN/Inf", "input": bad}
+        self.replaying = True
+        try:
+            found = replay_forward(module, args, kwargs, self.name_of)
+        except Exception as exc:
+            return {"origin": None, "detail": f"could not replay the forward: {type(exc).__name__}: {exc}"}
+        finally:
+            self.replaying = False
+        if "origin" not in found:
+            found.update(origin="loss", detail="the model's output was finite; the loss computation made it non-finite")
+        found["module_type"] = self.timeline.module_type(found["origin"]) if found["origin"] else None
+        return found
+
+    @guarded
+    def finalize(self) -> None:
+        """Catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
+        if self.nonfinite_loss_seen:
+            return
+        candidates = list(self.pending_losses)
+        if self.last_loss_call is not None and self.last_loss_call[1] is not None:
+            candidates.append(self.last_loss_call[1])
+        for t in candidates:
+            kind = nonfinite_kind(t)
+            if kind is not None:
+                self._record_nonfinite_loss(float(t.float().reshape(-1)[0]), self.step)
+                return
+        if self.last_output is not None and nonfinite_kind(self.last_output) in ("nan", "inf"):
+            self._record_nonfinite_loss(math.nan, self.step)
+        self.pending_losses = []
+
+    def close(self) -> None:
+        """Drop references to the user's tensors and modules."""
+        self.last_call = self.last_output = self.last_batch = self.last_loss_call = None
+        self.pending_losses = []
+        self.roots.clear()
+        self.optimizers.clear()
+
+
+def _lr(optimizer: torch.optim.Optimizer) -> float | None:
+    try:
+        lr = optimizer.param_groups[0].get("lr")
+        return float(lr) if lr is not None else None
+    except Exception:
+        return None
+
+
+def _merge_grads(record: StepRecord, numbers: Any, num_layers: int) -> None:
+    norms = record.layer_grad_norms or []
+    norms = norms + [None] * (num_layers - len(norms))
+    for index, value in numbers.layer_norms.items():
+        old = norms[index]
+        norms[index] = value if old is None else math.sqrt(old * old + value * value)
+    record.layer_grad_norms = norms
+    if math.isnan(numbers.total_norm) and not numbers.layer_norms:
+        return
+    old_total = record.grad_norm
+    total = numbers.total_norm
+    record.grad_norm = total if old_total is None else math.sqrt(old_total**2 + total**2)

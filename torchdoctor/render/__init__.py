@@ -1,0 +1,1 @@
+"""Renderers: show a report; they never decide severity."""

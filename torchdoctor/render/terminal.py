@@ -1,0 +1,129 @@
+"""The terminal report a person reads in ten seconds: worst finding first, then its fixes."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from ..findings import Finding, Severity
+from ..rules._numbers import fmt
+
+if TYPE_CHECKING:
+    from ..report import Report
+
+STYLE = {
+    Severity.CRITICAL: "bold white on red",
+    Severity.ERROR: "bold red",
+    Severity.WARNING: "bold yellow",
+    Severity.INFO: "bold blue",
+}
+
+
+def _value(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return fmt(v)
+    if isinstance(v, (int, str)):
+        return str(v)
+    if isinstance(v, list) and v and len(v) <= 4 and all(isinstance(x, (str, int, float)) for x in v):
+        return ", ".join(_value(x) or "" for x in v)
+    return None
+
+
+def evidence_line(finding: Finding, verbose: bool = False) -> str:
+    parts = []
+    for key, v in finding.evidence.items():
+        if v is None or key in ("step",):
+            continue
+        shown = _value(v)
+        if shown is None:
+            if not verbose:
+                continue
+            shown = str(v)
+        parts.append(f"{key.replace('_', ' ')}: {shown}")
+    return "; ".join(parts)
+
+
+def _header(report: Report) -> str:
+    run = report.timeline.run
+    script = os.path.basename(run.argv[0]) if run.argv else "watched run"
+    bits = [script, f"{len(report.timeline.steps)} steps"]
+    if run.epochs is not None:
+        bits.append(f"{run.epochs} epochs")
+    bits.append(run.device)
+    if run.duration_s is not None:
+        bits.append(f"{run.duration_s:.1f} s")
+    if run.exit_status is not None:
+        bits.append(f"exit {run.exit_status}")
+    return " · ".join(bits)
+
+
+def healthy_line(report: Report) -> str:
+    tl = report.timeline
+    if not tl.steps:
+        what = "no optimizer.step() was observed"
+        if tl.backward_calls:
+            what += f" ({tl.backward_calls} backward() calls)"
+        return f"nothing to diagnose: {what}"
+    bits = [f"{len(tl.steps)} steps"]
+    losses = [v for _, v in tl.loss_series() if math.isfinite(v)]
+    if losses:
+        bits.append(f"loss {fmt(losses[0])} → {fmt(losses[-1])}")
+    norms = [v for _, v in tl.grad_norm_series()]
+    if norms:
+        bits.append(f"grad norm median {fmt(statistics.median(norms))} (max {fmt(max(norms))})")
+    return "healthy: " + ", ".join(bits)
+
+
+def render_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
+    if console is None:
+        console = Console(file=sys.stderr, highlight=False)
+        if not console.is_terminal:
+            console = Console(file=sys.stderr, highlight=False, width=100)
+    console.print(Text("torchdoctor ", style="bold") + Text(_header(report), style="dim"))
+    shown = [f for f in report.findings if verbose or f.severity >= Severity.WARNING]
+    if not shown:
+        ok = report.timeline.steps
+        console.print(Text(("✔ " if ok else "• ") + healthy_line(report), style="green" if ok else "yellow"))
+    for finding in shown:
+        _render_finding(console, finding, verbose, report.timeline.module_type)
+    for code, why in report.not_evaluated.items():
+        if verbose or report.timeline.steps:
+            console.print(Text(f"not evaluated: {code} ({why})", style="dim"))
+    for message in report.internal_errors:
+        console.print(Text(f"torchdoctor internal warning: {message}", style="magenta"))
+
+
+def _render_finding(console: Console, finding: Finding, verbose: bool,
+                    module_type: Any = lambda name: None) -> None:
+    head = Text()
+    head.append(f" {finding.severity.label.upper()} ", style=STYLE[finding.severity])
+    head.append(f" {finding.code}", style="bold")
+    where = []
+    if finding.step is not None:
+        where.append(f"step {finding.step}")
+    if finding.epoch is not None:
+        where.append(f"epoch {finding.epoch}")
+    if finding.where:
+        kind = module_type(finding.where)
+        where.append(f"at {finding.where}" + (f" ({kind})" if kind and kind != finding.where else ""))
+    if where:
+        head.append(" · " + " · ".join(where), style="cyan")
+    console.print(head)
+    console.print(Text("  " + finding.title))
+    line = evidence_line(finding, verbose)
+    if line:
+        console.print(Text("  evidence: " + line, style="dim"))
+    for n, fix in enumerate(finding.fixes, 1):
+        console.print(f"  [bold green]fix {n}[/] [green]{escape(fix.action)}[/]: {escape(fix.text)}")
+        if fix.snippet:
+            for code_line in fix.snippet.splitlines():
+                console.print(Text("      " + code_line, style="italic"))

@@ -1,0 +1,146 @@
+"""A finished diagnosis: the run, its findings, and the series the reports are drawn from."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .findings import Finding, Severity
+from .timeline import Timeline
+
+SCHEMA = "torchdoctor.report/1"
+MAX_SERIES_POINTS = 2000
+
+
+def _downsample(points: list[Any], limit: int = MAX_SERIES_POINTS) -> list[Any]:
+    if len(points) <= limit:
+        return points
+    stride = -(-len(points) // limit)
+    picked = points[::stride]
+    if picked[-1] is not points[-1]:
+        picked.append(points[-1])
+    return picked
+
+
+def _json_float(value: float | None) -> float | str | None:
+    """JSON has no NaN/Inf; keep them readable as strings."""
+    if value is None:
+        return None
+    if value != value:
+        return "nan"
+    if value in (float("inf"), float("-inf")):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+@dataclass
+class Report:
+    timeline: Timeline
+    findings: list[Finding] = field(default_factory=list)
+    not_evaluated: dict[str, str] = field(default_factory=dict)
+    internal_errors: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not any(f.severity >= Severity.WARNING for f in self.findings)
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def by_code(self, code: str) -> Finding | None:
+        return next((f for f in self.findings if f.code == code), None)
+
+    def fails(self, threshold: Severity | None) -> bool:
+        return threshold is not None and any(f.severity >= threshold for f in self.findings)
+
+    # -- JSON --------------------------------------------------------------------
+    def gradient_summary(self) -> list[dict[str, Any]]:
+        out = []
+        for index, layer in enumerate(self.timeline.layers):
+            series = [v for _, v in self.timeline.layer_series(index)]
+            nonfinite = sum(
+                1 for r in self.timeline.steps
+                if r.layer_grad_norms and index < len(r.layer_grad_norms)
+                and r.layer_grad_norms[index] is not None and r.layer_grad_norms[index] != r.layer_grad_norms[index]
+            )
+            out.append({
+                "name": layer.name,
+                "type": layer.type,
+                "kind": layer.kind,
+                "numel": layer.numel,
+                "norm_last": series[-1] if series else None,
+                "norm_median": statistics.median(series) if series else None,
+                "norm_max": max(series) if series else None,
+                "nonfinite_steps": nonfinite,
+            })
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        tl = self.timeline
+        run = tl.run
+        loss = [[s, _json_float(v)] for s, v in tl.loss_series()]
+        grad = [[r.step, _json_float(r.grad_norm)] for r in tl.steps if r.grad_norm is not None]
+        return {
+            "schema": SCHEMA,
+            "torchdoctor_version": __version__,
+            "run": {
+                "argv": run.argv,
+                "exit_status": run.exit_status,
+                "duration_s": round(run.duration_s, 3) if run.duration_s is not None else None,
+                "torch_version": run.torch_version,
+                "device": run.device,
+                "world_size": run.world_size,
+                "steps": len(tl.steps),
+                "epochs": run.epochs,
+                "models": [m.name for m in tl.models],
+                "optimizers": tl.optimizers,
+                "backward_calls": tl.backward_calls,
+            },
+            "findings": [_jsonable(f.to_dict()) for f in self.findings],
+            "not_evaluated": self.not_evaluated,
+            "internal_errors": self.internal_errors,
+            "metrics": {
+                "loss": {"train": _downsample(loss), "val": []},
+                "grad_norm": _downsample(grad),
+                "lr": _downsample([[r.step, r.lr] for r in tl.steps if r.lr is not None]),
+            },
+            "gradients": {"layers": [_jsonable(x) for x in self.gradient_summary()]},
+            "memory": {"peak_rss_bytes": run.peak_rss_bytes},
+        }
+
+    def save_json(self, path: str | Path) -> None:
+        import json
+
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    # -- terminal -------------------------------------------------------------------
+    def render(self, console: Any = None, verbose: bool = False) -> None:
+        from .render.terminal import render_report
+
+        render_report(self, console=console, verbose=verbose)
+
+    def to_text(self, width: int = 100) -> str:
+        import io
+
+        from rich.console import Console
+
+        buf = io.StringIO()
+        self.render(Console(file=buf, width=width, color_system=None, force_terminal=False))
+        return buf.getvalue()
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return _json_float(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

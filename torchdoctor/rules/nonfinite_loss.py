@@ -1,0 +1,129 @@
+"""nonfinite_loss: the training loss became NaN or Inf, traced to where it started."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+from ..findings import Finding, Fix, Severity
+from ..timeline import Timeline
+from ._fixes import clip_gradients, label, lower_learning_rate
+from ._numbers import fmt, thin
+from .base import NotEvaluated, finding_for, rule
+from .exploding_gradients import PARAMS as EXPLODING_PARAMS
+from .exploding_gradients import explosion_onset
+
+CUSTOM_OP_HINT = (
+    "x = torch.log(x.clamp_min(1e-8))       # instead of torch.log(x)\n"
+    "x = torch.sqrt(x.clamp_min(1e-8))      # instead of torch.sqrt(x)\n"
+    "x = x / (y + 1e-8)                     # instead of x / y"
+)
+
+
+@rule("nonfinite_loss", Severity.CRITICAL, "The training loss became NaN or Inf")
+def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
+    """What it finds: the first step whose training loss (the tensor `.backward()` was called
+    on, or a loss module's output) is NaN or Inf, and where it came from (`origin`):
+
+    - `"input"`: the batch itself held NaN/Inf (model input, target, or the DataLoader batch);
+    - a module path such as `features.3`: the first module whose output went NaN/Inf while
+      its inputs were finite (or the module whose own forward code made them non-finite);
+    - `"loss"`: the model's output was finite and the loss computation produced it (for
+      example `log(0)` in a hand-written loss).
+
+    To find the origin torchdoctor replays that one forward pass on the same batch with
+    checks on every module, under `no_grad`, restoring RNG state and BatchNorm statistics,
+    so your training is unchanged. An intentional `-inf` (attention masks filled with
+    `masked_fill(..., -inf)`) is not blamed unless nothing else explains the NaN.
+
+    What to do depends on the origin: clean the data; replace the unstable loss by its fused
+    form (`F.cross_entropy` on logits, `F.binary_cross_entropy_with_logits`) or clamp its
+    input; and when the gradients were growing before the NaN, lower the learning rate and
+    clip gradients (the finding computes both numbers).
+    """
+    events = tl.events_of("nonfinite_loss")
+    if not events:
+        if not tl.steps and tl.backward_calls == 0:
+            raise NotEvaluated("no training loss was observed (no backward() call)")
+        return
+    event = events[0]
+    data = event.data
+    origin = data.get("origin")
+    step = event.step
+    finite_before = [(s, v) for s, v in tl.loss_series() if math.isfinite(v) and (step is None or s < step)]
+    bad_steps = sum(1 for r in tl.steps if r.loss is not None and not math.isfinite(r.loss))
+    exploding = explosion_onset(tl, {k: q.default for k, q in EXPLODING_PARAMS.items()})
+    grads_grew = exploding is not None and tl.grad_norm_series()[exploding[0]][0] <= (step or 0)
+    evidence = {
+        "step": step,
+        "value": data.get("value"),
+        "origin": origin,
+        "origin_detail": data.get("detail"),
+        "module_type": data.get("module_type"),
+        "last_finite_loss": list(finite_before[-1]) if finite_before else None,
+        "nonfinite_steps": bad_steps,
+        "loss_history": thin(finite_before[-200:], 30),
+        "gradients_were_exploding": grads_grew,
+    }
+    for key in ("input", "masked_neg_inf", "kind"):
+        if key in data:
+            evidence[key] = data[key]
+
+    value = fmt(data.get("value"))
+    fixes: list[Fix] = []
+    if origin == "input":
+        what = data.get("input", {}).get("tensor", "batch")
+        title = f"Loss became {value} at step {step}: the {what} holds NaN/Inf"
+        fixes.append(Fix(
+            "clean_input_data",
+            f"The {what} contains NaN/Inf values ({_counts(data.get('input', {}))}). Fix them at the "
+            "source, or drop/repair the bad samples in your Dataset.",
+            {"tensor": what},
+            "x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)   # or filter the samples\n"
+            "assert torch.isfinite(x).all(), 'bad sample'",
+        ))
+    elif origin == "loss" and grads_grew:
+        title = f"Loss became {value} at step {step} (the model output was finite; the loss overflowed)"
+    elif origin == "loss":
+        title = f"Loss became {value} at step {step} in the loss computation (the model output was finite)"
+        fixes.append(Fix(
+            "fix_loss_input",
+            "The loss computation itself overflowed: a log of 0 or a division by 0 in a hand-written "
+            "loss. Use the fused, numerically stable form on logits, or clamp the argument.",
+            {},
+            "loss = F.cross_entropy(logits, y)                 # not -(y * torch.log(softmax(logits)))\n"
+            "loss = F.binary_cross_entropy_with_logits(z, y)   # not BCE(sigmoid(z), y)\n"
+            "loss = -(y * torch.log(p.clamp_min(1e-8))).sum(1).mean()",
+        ))
+    elif origin:
+        mtype = data.get("module_type")
+        title = f"Loss became {value} at step {step}; first non-finite output in {label(tl, origin)}"
+        if not grads_grew:
+            fixes.append(Fix(
+                "add_epsilon",
+                f"{data.get('detail', origin)}: guard the operation in {origin} that overflows "
+                "(exp, log, sqrt, division, pow) with a clamp or an epsilon.",
+                {"module": origin},
+                CUSTOM_OP_HINT,
+            ))
+    else:
+        title = f"Loss became {value} at step {step}"
+    if origin != "input" and (grads_grew or origin != "loss"):
+        for fix in (lower_learning_rate(tl, step), clip_gradients(tl, tl.grad_norm_series()[exploding[0]][0]
+                                                                  if grads_grew else step)):
+            if fix:
+                fixes.append(fix)
+    if grads_grew:
+        title += " after the gradients exploded"
+    yield finding_for(
+        "nonfinite_loss", title, step=step, epoch=event.epoch,
+        where=origin if origin not in (None, "input", "loss") else None,
+        evidence=evidence, fixes=fixes,
+    )
+
+
+def _counts(info: dict) -> str:
+    parts = [f"{info.get('nan_count', 0)} NaN", f"{info.get('inf_count', 0)} Inf"]
+    if "shape" in info:
+        parts.append(f"shape {info['shape']}")
+    return ", ".join(parts)

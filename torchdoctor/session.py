@@ -1,0 +1,203 @@
+"""Doctor: owns the probes and the timeline for one run; a context manager and a decorator."""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from .config import Config
+from .findings import Severity
+from .probes.backward import BackwardProbe
+from .probes.data import DataProbe
+from .probes.modules import ModuleProbe
+from .probes.optimizer import OptimizerProbe
+from .recorder import Recorder
+from .report import Report
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_active: list[Doctor] = []
+
+
+class Doctor:
+    """Watches training in this process and diagnoses it when the watch ends.
+
+    With no models or optimizers given, it discovers them from PyTorch's global
+    hooks (that is how `torchdoctor run` sees an unchanged script); given some, it
+    watches only those.
+    """
+
+    def __init__(
+        self,
+        models: torch.nn.Module | list[torch.nn.Module] | None = None,
+        optimizers: torch.optim.Optimizer | list[torch.optim.Optimizer] | None = None,
+        *,
+        config: Config | None = None,
+        json_path: str | os.PathLike[str] | None = None,
+        print_report: bool = True,
+        verbose: bool = False,
+        console: Any = None,
+    ) -> None:
+        self.models = _as_list(models)
+        self.optimizers = _as_list(optimizers)
+        self.config = config or Config()
+        self.json_path = Path(json_path).resolve() if json_path else None
+        self.print_report = print_report
+        self.verbose = verbose
+        self.console = console
+        self.recorder: Recorder | None = None
+        self.report: Report | None = None
+        self._probes: list[Any] = []
+        self._started = 0.0
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> Doctor:
+        if self.recorder is not None:
+            raise RuntimeError("this Doctor is already watching; use a new one per run")
+        if _active:
+            raise RuntimeError("another torchdoctor watch is already active in this process")
+        self.report = None
+        self.recorder = Recorder(self.models or None, self.optimizers or None)
+        modules = ModuleProbe(self.recorder)
+        self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
+                        DataProbe(self.recorder)]
+        installed = []
+        for probe in self._probes:
+            try:
+                probe.install()
+                installed.append(probe)
+            except Exception as exc:
+                self.recorder.internal_error(f"could not install {type(probe).__name__}: {exc}", exc)
+        self._probes = installed
+        self._started = time.perf_counter()
+        _active.append(self)
+        return self
+
+    def stop(self, exit_status: int | None = None, exception: BaseException | None = None) -> Report:
+        """Detach every hook, then diagnose. Safe to call once after `start`."""
+        if self.recorder is None:
+            raise RuntimeError("this Doctor was not started")
+        for probe in reversed(self._probes):
+            try:
+                probe.remove()
+            except Exception as exc:
+                self.recorder.internal_error(f"could not remove {type(probe).__name__}: {exc}", exc)
+        self._probes = []
+        if self in _active:
+            _active.remove(self)
+        rec = self.recorder
+        rec.finalize()
+        run = rec.timeline.run
+        run.duration_s = time.perf_counter() - self._started
+        run.exit_status = exit_status
+        if exception is not None:
+            run.script_exception = f"{type(exception).__name__}: {exception}"
+        if rec.train_loader is not None:
+            run.epochs = rec.loader_iters.get(rec.train_loader)
+        run.peak_rss_bytes = _peak_rss()
+        self.report = self.diagnose()
+        rec.close()
+        return self.report
+
+    def diagnose(self) -> Report:
+        from .rules import evaluate
+
+        assert self.recorder is not None
+        timeline = self.recorder.timeline
+        result = evaluate(timeline, self.config)
+        return Report(
+            timeline=timeline,
+            findings=result.findings,
+            not_evaluated=result.not_evaluated,
+            internal_errors=list(timeline.internal_errors) + result.internal_errors,
+        )
+
+    def emit(self) -> None:
+        """Print and save the report as configured; never raises into the user's code."""
+        if self.report is None:
+            return
+        if self.json_path is not None:
+            try:
+                self.report.save_json(self.json_path)
+            except OSError as exc:
+                print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
+        if self.print_report:
+            try:
+                self.report.render(self.console, verbose=self.verbose)
+            except Exception as exc:  # a broken terminal must not break the patient
+                print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
+
+    def fails(self, threshold: Severity | str | None = None) -> bool:
+        """True when a finding at or above the threshold (default: config.fail_on) was made."""
+        level = Severity.parse(threshold) if threshold is not None else self.config.fail_on
+        return self.report is not None and self.report.fails(level)
+
+    # -- context manager & decorator --------------------------------------------
+    def __enter__(self) -> Doctor:
+        return self.start()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.stop(exit_status=None if exc is None else 1, exception=exc)
+        self.emit()
+
+    def __call__(self, func: F) -> F:
+        template = self
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            doctor = template.clone()
+            wrapper.doctor = doctor  # type: ignore[attr-defined]
+            with doctor:
+                return func(*args, **kwargs)
+
+        wrapper.doctor = None  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    def clone(self) -> Doctor:
+        return Doctor(self.models, self.optimizers, config=self.config, json_path=self.json_path,
+                      print_report=self.print_report, verbose=self.verbose, console=self.console)
+
+    def log(self, **values: float) -> None:
+        """Record values the probes cannot see (e.g. a validation loss computed by hand)."""
+        if self.recorder is None:
+            raise RuntimeError("log() is only valid while watching")
+        from .timeline import Event
+
+        rec = self.recorder
+        rec.timeline.events.append(Event("log", rec.step, rec.epoch, {k: float(v) for k, v in values.items()}))
+
+
+def watch(
+    model: torch.nn.Module | list[torch.nn.Module] | None = None,
+    optimizer: torch.optim.Optimizer | list[torch.optim.Optimizer] | None = None,
+    **options: Any,
+) -> Doctor:
+    """Watch a training loop: `with watch(model, optimizer) as doctor:` or `@watch()`.
+
+    Options: `config`, `json_path`, `print_report` (default True), `verbose`, `console`.
+    """
+    return Doctor(model, optimizer, **options)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _peak_rss() -> int | None:
+    try:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak * (1 if sys.platform == "darwin" else 1024))
+    except Exception:
+        return None

@@ -1,0 +1,137 @@
+"""The record of a run: what the probes saw, step by step, in plain Python values.
+
+Rules read only this, never torch, so a rule can be tested on a hand-made timeline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NORMALIZATION_TYPES = frozenset(
+    {
+        "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
+        "LazyBatchNorm2d", "LazyBatchNorm3d", "LayerNorm", "GroupNorm", "InstanceNorm1d",
+        "InstanceNorm2d", "InstanceNorm3d", "LocalResponseNorm", "RMSNorm",
+    }
+)
+SATURATING_ACTIVATIONS = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Softsign", "Hardsigmoid", "LogSigmoid"})
+EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
+
+
+@dataclass
+class LayerInfo:
+    """A module that owns parameters directly; gradients are summarised per layer."""
+
+    name: str
+    type: str
+    params: list[str]
+    numel: int
+    kind: str  # "weight" (conv/linear-like), "norm", "embedding" or "other"
+
+
+@dataclass
+class ModelInfo:
+    """What a discovered model looks like, enough for rules to name modules and suggest fixes."""
+
+    name: str
+    module_types: dict[str, str]  # dotted path -> class name, in forward order where seen
+    num_params: int
+    trainable_params: int
+
+    def modules_of_type(self, types: frozenset[str] | set[str]) -> list[str]:
+        return [n for n, t in self.module_types.items() if t in types]
+
+    @property
+    def has_normalization(self) -> bool:
+        return bool(self.modules_of_type(NORMALIZATION_TYPES))
+
+
+@dataclass
+class StepRecord:
+    """One optimizer step. Norms are L2; `None` means not measured at this step."""
+
+    step: int
+    epoch: int | None = None
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    layer_grad_norms: list[float | None] | None = None  # aligned with Timeline.layers
+    nonfinite_grads: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Event:
+    """Something a probe saw once, with its measurements (e.g. where a NaN first appeared)."""
+
+    kind: str
+    step: int | None
+    epoch: int | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    argv: list[str] = field(default_factory=list)
+    exit_status: int | None = None
+    duration_s: float | None = None
+    torch_version: str = ""
+    device: str = "cpu"
+    world_size: int = 1
+    epochs: int | None = None
+    script_exception: str | None = None
+    peak_rss_bytes: int | None = None
+
+
+@dataclass
+class Timeline:
+    run: RunInfo = field(default_factory=RunInfo)
+    models: list[ModelInfo] = field(default_factory=list)
+    layers: list[LayerInfo] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    optimizers: list[str] = field(default_factory=list)
+    backward_calls: int = 0
+    internal_errors: list[str] = field(default_factory=list)
+
+    # -- queries rules use -------------------------------------------------
+    def events_of(self, kind: str) -> list[Event]:
+        return [e for e in self.events if e.kind == kind]
+
+    def layer_series(self, index: int) -> list[tuple[int, float]]:
+        """(step, norm) for one layer, finite values only."""
+        out = []
+        for rec in self.steps:
+            norms = rec.layer_grad_norms
+            if norms is not None and index < len(norms):
+                v = norms[index]
+                if v is not None and math.isfinite(v):
+                    out.append((rec.step, v))
+        return out
+
+    def grad_norm_series(self) -> list[tuple[int, float]]:
+        return [
+            (r.step, r.grad_norm)
+            for r in self.steps
+            if r.grad_norm is not None and math.isfinite(r.grad_norm)
+        ]
+
+    def loss_series(self) -> list[tuple[int, float]]:
+        return [(r.step, r.loss) for r in self.steps if r.loss is not None]
+
+    def module_type(self, name: str) -> str | None:
+        for m in self.models:
+            if name in m.module_types:
+                return m.module_types[name]
+        return None
+
+    @property
+    def last_lr(self) -> float | None:
+        for rec in reversed(self.steps):
+            if rec.lr is not None:
+                return rec.lr
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
