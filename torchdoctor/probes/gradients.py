@@ -58,7 +58,7 @@ def measure_step(
     host = torch.cat(parts).tolist()
     n = len(loss_vals)
     total = host[n]
-    layer_norms = dict(zip(layers, host[n + 1 :]))
+    layer_norms = dict(zip(layers, host[n + 1 :], strict=True))
     nonfinite: list[int] = []
     if not math.isfinite(total):
         # Rare path: find which parameters went non-finite (a second read-back is fine here).

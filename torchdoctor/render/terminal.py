@@ -39,12 +39,13 @@ def _value(v: Any) -> str | None:
 
 
 def evidence_line(finding: Finding, verbose: bool = False) -> str:
+    """The scalar evidence in one line; series and long explanations only when verbose."""
     parts = []
     for key, v in finding.evidence.items():
         if v is None or key in ("step",):
             continue
         shown = _value(v)
-        if shown is None:
+        if shown is None or (isinstance(v, str) and len(v) > 48):
             if not verbose:
                 continue
             shown = str(v)
@@ -93,8 +94,9 @@ def render_report(report: Report, console: Console | None = None, verbose: bool 
     if not shown:
         ok = report.timeline.steps
         console.print(Text(("✔ " if ok else "• ") + healthy_line(report), style="green" if ok else "yellow"))
+    said: set[tuple[str, str]] = set()
     for finding in shown:
-        _render_finding(console, finding, verbose, report.timeline.module_type)
+        _render_finding(console, finding, verbose, report.timeline.module_type, said)
     for code, why in report.not_evaluated.items():
         if verbose or report.timeline.steps:
             console.print(Text(f"not evaluated: {code} ({why})", style="dim"))
@@ -103,7 +105,7 @@ def render_report(report: Report, console: Console | None = None, verbose: bool 
 
 
 def _render_finding(console: Console, finding: Finding, verbose: bool,
-                    module_type: Any = lambda name: None) -> None:
+                    module_type: Any = lambda name: None, said: set[tuple[str, str]] | None = None) -> None:
     head = Text()
     head.append(f" {finding.severity.label.upper()} ", style=STYLE[finding.severity])
     head.append(f" {finding.code}", style="bold")
@@ -122,7 +124,12 @@ def _render_finding(console: Console, finding: Finding, verbose: bool,
     line = evidence_line(finding, verbose)
     if line:
         console.print(Text("  evidence: " + line, style="dim"))
+    said = set() if said is None else said
     for n, fix in enumerate(finding.fixes, 1):
+        if (fix.action, fix.text) in said and not verbose:
+            console.print(f"  [bold green]fix {n}[/] [green]{escape(fix.action)}[/]: as above")
+            continue
+        said.add((fix.action, fix.text))
         console.print(f"  [bold green]fix {n}[/] [green]{escape(fix.action)}[/]: {escape(fix.text)}")
         if fix.snippet:
             for code_line in fix.snippet.splitlines():

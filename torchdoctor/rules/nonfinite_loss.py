@@ -60,7 +60,8 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         "origin": origin,
         "origin_detail": data.get("detail"),
         "module_type": data.get("module_type"),
-        "last_finite_loss": list(finite_before[-1]) if finite_before else None,
+        "last_finite_loss": finite_before[-1][1] if finite_before else None,
+        "last_finite_step": finite_before[-1][0] if finite_before else None,
         "nonfinite_steps": bad_steps,
         "loss_history": thin(finite_before[-200:], 30),
         "gradients_were_exploding": grads_grew,
@@ -96,7 +97,6 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "loss = -(y * torch.log(p.clamp_min(1e-8))).sum(1).mean()",
         ))
     elif origin:
-        mtype = data.get("module_type")
         title = f"Loss became {value} at step {step}; first non-finite output in {label(tl, origin)}"
         if not grads_grew:
             fixes.append(Fix(

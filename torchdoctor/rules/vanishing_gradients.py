@@ -62,7 +62,8 @@ def vanishing_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "norm": median([v for _, v in tl.layer_series(i)]),
             "rms": layer_rms, "ratio_to_last": layer_rms / last_rms if last_rms else None,
         })
-    starved = [x["layer"] for x in per_layer if x["ratio_to_last"] is not None and x["ratio_to_last"] <= p["warn_ratio"]]
+    starved = [x["layer"] for x in per_layer
+               if x["ratio_to_last"] is not None and x["ratio_to_last"] <= p["warn_ratio"]]
     model = tl.models[0] if tl.models else None
     saturating = model.modules_of_type(SATURATING_ACTIVATIONS) if model else []
     sat_types = sorted({model.module_types[n] for n in saturating}) if model else []
