@@ -1,0 +1,47 @@
+import math
+
+from tests.rules.timelines import Event, LayerInfo, findings, make_timeline
+
+
+def nan_run(origin: str, **data):
+    losses = [2.0 - 0.01 * i for i in range(10)] + [math.nan] * 5
+    tl = make_timeline([1.0] * 10 + [math.nan] * 5, losses=losses)
+    tl.events.append(Event("nonfinite_loss", 10, 0, {"value": math.nan, "origin": origin, **data}))
+    return tl
+
+
+def test_origin_input_prescribes_cleaning_the_data():
+    (finding,) = findings("nonfinite_loss", nan_run("input", input={"tensor": "model input", "nan_count": 3}))
+    assert finding.step == 10 and finding.evidence["origin"] == "input" and finding.where is None
+    assert finding.fixes[0].action == "clean_input_data"
+    assert finding.evidence["last_finite_step"] == 9
+
+
+def test_origin_loss_prescribes_the_stable_loss():
+    (finding,) = findings("nonfinite_loss", nan_run("loss"))
+    assert finding.fixes[0].action == "fix_loss_input"
+    assert all(f.action != "lower_learning_rate" for f in finding.fixes)
+
+
+def test_origin_module_is_where():
+    (finding,) = findings("nonfinite_loss", nan_run("features.3", module_type="Conv2d"))
+    assert finding.where == "features.3"
+    assert "features.3" in finding.title
+
+
+def test_no_event_no_finding():
+    assert findings("nonfinite_loss", make_timeline([1.0] * 10)) == []
+
+
+def test_nonfinite_gradient_points_at_the_layer_nearest_the_loss():
+    layers = [LayerInfo("fc1", "Linear", ["fc1.weight", "fc1.bias"], 10, "weight"),
+              LayerInfo("fc2", "Linear", ["fc2.weight"], 10, "weight"),
+              LayerInfo("fc3", "Linear", ["fc3.weight"], 10, "weight")]
+    tl = make_timeline([1.0] * 5, layers=layers, layer_norms=[[1.0, 1.0, 1.0]] * 5)
+    tl.steps[3].nonfinite_grads = ["fc1.weight", "fc1.bias", "fc2.weight"]
+    tl.events.append(Event("nonfinite_gradient", 3, 0, {"params": ["fc2.weight", "fc1.weight", "fc1.bias"]}))
+    (finding,) = findings("nonfinite_gradient", tl)
+    assert finding.step == 3 and finding.where == "fc2"
+    assert finding.evidence["first_affected"] == ["fc2.weight"]
+    assert finding.evidence["next_finite_layer"] == "fc3"
+    assert finding.evidence["params"] == ["fc1.weight", "fc1.bias", "fc2.weight"]

@@ -1,0 +1,59 @@
+"""torchdoctor's own failures never reach the user's code: they are contained and reported."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import torchdoctor
+from torchdoctor import recorder as recorder_mod
+
+
+def seeded_training(steps: int = 6) -> tuple[list[float], torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(steps):
+        x, y = torch.randn(16, 4), torch.randn(16, 1)
+        opt.zero_grad()
+        loss = F.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses, model[0].weight.detach().clone()
+
+
+def broken(*args, **kwargs):
+    raise ZeroDivisionError("injected fault in a probe")
+
+
+def test_a_failing_probe_is_contained_and_reported(monkeypatch):
+    expected_losses, expected_weight = seeded_training()
+    monkeypatch.setattr(recorder_mod, "measure_step", broken)
+    with torchdoctor.watch(print_report=False) as doctor:
+        losses, weight = seeded_training()
+    assert losses == expected_losses and torch.equal(weight, expected_weight)
+    errors = doctor.report.internal_errors
+    assert len(errors) == 1, "the same fault is reported once, not once per step"
+    assert "ZeroDivisionError: injected fault in a probe" in errors[0]
+    text = doctor.report.to_text()
+    assert "internal warning" in text and "injected fault" in text
+
+
+def test_a_failing_localization_is_contained(monkeypatch):
+    monkeypatch.setattr(recorder_mod, "replay_forward", broken)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with torchdoctor.watch(model, opt, print_report=False) as doctor:
+        for step in range(4):
+            x = torch.randn(16, 4) * (1e30 if step == 2 else 1.0)  # huge but finite: the loss overflows
+            opt.zero_grad()
+            loss = F.mse_loss(model(x), torch.zeros(16, 1))
+            loss.backward()
+            opt.step()
+    finding = doctor.report.by_code("nonfinite_loss")
+    assert finding is not None and finding.step == 2
+    assert finding.evidence["origin"] is None
+    assert "could not replay the forward" in finding.evidence["origin_detail"]
