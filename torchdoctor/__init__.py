@@ -21,7 +21,7 @@ _EXPORTS = {
     "Severity": "findings",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["Doctor", "Finding", "FitResult", "Fix", "Report", "Severity", "__version__", "fit", "watch"]
 
 if TYPE_CHECKING:
     from .findings import Finding, Fix, Severity
