@@ -86,7 +86,9 @@ def test_uncaught_exception_shows_users_traceback_and_still_reports(tmp_path):
     assert "5 steps" in result.stderr  # the report still came
 
 
-def test_ctrl_c_still_leaves_a_report(tmp_path):
+@pytest.mark.parametrize(("sig", "status", "shown"), [(signal.SIGINT, 130, "KeyboardInterrupt"),
+                                                     (signal.SIGTERM, 143, "")])
+def test_ctrl_c_and_sigterm_still_leave_a_report(tmp_path, sig, status, shown):
     script = tmp_path / "forever.py"
     script.write_text(
         "import torch, sys\nmodel = torch.nn.Linear(3, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.01)\n"
@@ -99,13 +101,13 @@ def test_ctrl_c_still_leaves_a_report(tmp_path):
     try:
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130
-    assert "KeyboardInterrupt" in err
-    assert json.loads(out.read_text())["run"]["exit_status"] == 130
+    assert proc.returncode == status
+    assert shown in err and "torchdoctor forever.py" in err
+    assert json.loads(out.read_text())["run"]["exit_status"] == status
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +96,25 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     return run_prepared(prepared, list(args), config, json_target, quiet, verbose)
 
 
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while the script runs, so its `finally` blocks run and
+    the report is still written; the status is what a shell shows for a SIGTERM'd process."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread, or no such signal here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
                  quiet: bool = False, verbose: bool = False) -> int:
     from .execfile import run_target
@@ -102,7 +124,8 @@ def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path 
     doctor.start()
     assert doctor.recorder is not None
     doctor.recorder.timeline.run.argv = [prepared.display, *args]
-    outcome = run_target(prepared, args)
+    with terminated_as_exit():
+        outcome = run_target(prepared, args)
     try:
         sys.stdout.flush()
     except Exception:
