@@ -23,6 +23,7 @@ from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, Mo
 F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_INTERNAL_ERRORS = 20
+MAX_KEPT_OUTPUT = 1 << 20  # elements
 
 
 def guarded(func: F) -> F:
@@ -181,7 +182,8 @@ class Recorder:
     @guarded
     def on_root_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> RootState | None:
         if _is_loss_module(module):
-            self.last_loss_call = (args, None)
+            # Keep only the target: holding the logits would keep a large tensor alive.
+            self.last_loss_call = (args[1:], None)
             return None
         key = id(module)
         state = self.roots.get(key)
@@ -215,7 +217,9 @@ class Recorder:
             return
         if not state.order_done:
             self._finish_model(state)
-        self.last_output = output.detach() if isinstance(output, torch.Tensor) else None
+        # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
+        small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
+        self.last_output = output.detach() if small else None
 
     # -- backward --------------------------------------------------------------
     @guarded
@@ -314,7 +318,7 @@ class Recorder:
         batch: list[tuple[str, Any]] = [("model input", args[:1] if args else ())]
         batch.append(("model input (other arguments)", (args[1:], kwargs)))
         if self.last_loss_call is not None:
-            batch.append(("loss target", self.last_loss_call[0][1:]))
+            batch.append(("loss target", self.last_loss_call[0]))
         if self.last_batch is not None:
             batch.append(("data loader batch", self.last_batch))
         bad = find_bad_input(batch)
