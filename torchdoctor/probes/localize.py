@@ -124,6 +124,10 @@ def replay_forward(
         kind = nonfinite_kind(output)
         if kind in ("nan", "inf"):
             found.update(origin=name, kind=kind, detail=f"output of {name} went {kind}")
+            bad = [f"{name}.{n}" for n, p in module.named_parameters(recurse=False)
+                   if not bool(torch.isfinite(p).all())]
+            if bad:  # the module is fine; an earlier update wrote NaN/Inf into its weights
+                found.update(weights_nonfinite=bad, detail=f"the weights of {name} are already non-finite")
         elif kind == "-inf" and not first_neg_inf:
             first_neg_inf.append(name)
 

@@ -66,7 +66,9 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         "loss_history": thin(finite_before[-200:], 30),
         "gradients_were_exploding": grads_grew,
     }
-    for key in ("input", "masked_neg_inf", "kind"):
+    earlier_grad = next((e for e in tl.events_of("nonfinite_gradient")
+                         if e.step is not None and step is not None and e.step < step), None)
+    for key in ("input", "masked_neg_inf", "kind", "weights_nonfinite"):
         if key in data:
             evidence[key] = data[key]
 
@@ -96,8 +98,20 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "loss = F.binary_cross_entropy_with_logits(z, y)   # not BCE(sigmoid(z), y)\n"
             "loss = -(y * torch.log(p.clamp_min(1e-8))).sum(1).mean()",
         ))
+    elif origin and data.get("weights_nonfinite") and earlier_grad is not None:
+        title = (f"Loss became {value} at step {step} because the weights of {label(tl, origin)} were already "
+                 f"non-finite: the update of step {earlier_grad.step} applied NaN/Inf gradients")
+        evidence["caused_by"] = {"code": "nonfinite_gradient", "step": earlier_grad.step}
+        fixes.append(Fix(
+            "fix_nonfinite_gradient",
+            f"Fix the non-finite gradient of step {earlier_grad.step} first (see nonfinite_gradient): this NaN "
+            "is its consequence.",
+            {"step": earlier_grad.step},
+        ))
     elif origin:
         title = f"Loss became {value} at step {step}; first non-finite output in {label(tl, origin)}"
+        if data.get("weights_nonfinite"):
+            title += " (its weights were already non-finite)"
         if not grads_grew:
             fixes.append(Fix(
                 "add_epsilon",
@@ -108,7 +122,7 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             ))
     else:
         title = f"Loss became {value} at step {step}"
-    if origin != "input" and (grads_grew or origin != "loss"):
+    if origin != "input" and (grads_grew or origin != "loss") and "caused_by" not in evidence:
         for fix in (lower_learning_rate(tl, step), clip_gradients(tl, tl.grad_norm_series()[exploding[0]][0]
                                                                   if grads_grew else step)):
             if fix:
