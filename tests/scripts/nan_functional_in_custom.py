@@ -29,7 +29,7 @@ class Net(nn.Module):
 torch.manual_seed(0)
 model = Net()
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-for step in range(3):
+for _step in range(3):
     optimizer.zero_grad()
     loss = F.mse_loss(model(torch.randn(8, 4)), torch.zeros(8, 1))
     loss.backward()
