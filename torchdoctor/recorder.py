@@ -228,7 +228,15 @@ class Recorder:
         if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
             tensors = tensors[0]
         if isinstance(tensors, torch.Tensor) and tensors.numel() == 1:
-            self.pending_losses.append(tensors.detach())
+            loss = tensors.detach()
+            self.pending_losses.append(loss)
+            # On CPU reading the value costs nothing, so check now, while the last forward is still
+            # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
+            # check waits for the step's single read-back.
+            if loss.device.type == "cpu" and not self.nonfinite_loss_seen:
+                value = float(loss.float())
+                if not math.isfinite(value):
+                    self._record_nonfinite_loss(value, self.step)
 
     # -- data loading ----------------------------------------------------------
     @guarded

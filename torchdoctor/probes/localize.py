@@ -77,18 +77,30 @@ def find_bad_input(named_tensors: list[tuple[str, Any]]) -> dict[str, Any] | Non
 
 @contextmanager
 def preserved_state(root: torch.nn.Module):
-    """Leave RNG streams and buffers (BatchNorm statistics, counters) as they were."""
+    """Leave RNG streams and buffers (BatchNorm statistics, counters) as they were.
+
+    BatchNorm layers in training mode are told not to track statistics for the replay: their
+    output is the same (training mode normalises with the batch's own statistics) and their
+    running buffers are never written. Writing them, even to restore them, would bump their
+    version counters and break the user's pending backward, which saved them.
+    """
+    paused = [m for m in root.modules() if m.training and getattr(m, "track_running_stats", False)]
     saved = [(b, b.detach().clone()) for b in root.buffers()]
     devices = []
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         devices = list(range(torch.cuda.device_count()))
-    with torch.random.fork_rng(devices=devices, enabled=True):
-        try:
+    for m in paused:
+        m.track_running_stats = False
+    try:
+        with torch.random.fork_rng(devices=devices, enabled=True):
             yield
-        finally:
-            with torch.no_grad():
-                for buf, copy in saved:
-                    buf.copy_(copy)
+    finally:
+        for m in paused:
+            m.track_running_stats = True
+        with torch.no_grad():
+            for buf, copy in saved:
+                if not torch.equal(buf, copy):  # a custom module wrote a buffer: put it back
+                    buf.data.copy_(copy)  # .data: no version bump for the user's saved tensors
 
 
 def replay_forward(
