@@ -333,3 +333,20 @@ def test_inference_only_scripts_make_no_steps(write_script, mode):
     """)
     result = run_script(path)
     assert result.status == 0 and result.report.timeline.steps == [] and result.report.findings == []
+
+
+def test_deepcopy_and_torch_save_of_the_model_still_work(write_script):
+    path = script(write_script, """
+        import copy, io
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        best = None
+        for step in range(3):
+            opt.zero_grad(); model(torch.randn(5, 3)).pow(2).mean().backward(); opt.step()
+            best = copy.deepcopy(model)
+            torch.save(model, io.BytesIO())
+        assert not best._forward_pre_hooks and not best._forward_hooks
+    """)
+    result = run_script(path)
+    assert result.status == 0, result.report.timeline.run.script_exception
+    assert len(result.report.timeline.steps) == 3

@@ -180,10 +180,9 @@ class Recorder:
 
     # -- module forward ------------------------------------------------------
     @guarded
-    def on_root_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> RootState | None:
+    def on_root_call(self, module: torch.nn.Module) -> RootState | None:
+        """A module called while no other runs: a loss, or a model (discovered on first sight)."""
         if _is_loss_module(module):
-            # Keep only the target: holding the logits would keep a large tensor alive.
-            self.last_loss_call = (args[1:], None)
             return None
         key = id(module)
         state = self.roots.get(key)
@@ -198,25 +197,21 @@ class Recorder:
                 self.roots[key] = state
             else:
                 state = self._discover(module)
-        self.last_call = (module, args, kwargs)
         return state
 
     @guarded
-    def on_root_kwargs(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        if self.last_call is not None and self.last_call[0] is module:
-            self.last_call = (module, args, kwargs)
-
-    @guarded
-    def on_root_done(self, module: torch.nn.Module, output: Any) -> None:
+    def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         if _is_loss_module(module):
-            if self.last_loss_call is not None and isinstance(output, torch.Tensor):
-                self.last_loss_call = (self.last_loss_call[0], output.detach())
+            # Keep only the target and the value: holding the logits would keep a large tensor alive.
+            value = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
+            self.last_loss_call = (args[1:], value)
             return
         state = self.roots.get(id(module))
         if state is None:
             return
         if not state.order_done:
             self._finish_model(state)
+        self.last_call = (module, args, kwargs)
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
         small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
         self.last_output = output.detach() if small else None

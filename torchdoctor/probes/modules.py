@@ -21,51 +21,47 @@ class ModuleProbe:
         self.depth = 0
         self.ordering: RootState | None = None
         self.handles: list[Any] = []
-        self.local_handles: dict[int, Any] = {}
 
     def install(self) -> None:
         self.handles = [
             register_module_forward_pre_hook(self._pre),
-            register_module_forward_hook(self._post, always_call=True),
+            # with_kwargs: the replay needs the keyword arguments too. Nothing is attached to the
+            # user's modules themselves, so deepcopy(model) and torch.save(model) stay unaffected.
+            register_module_forward_hook(self._post, with_kwargs=True, always_call=True),
         ]
 
     def remove(self) -> None:
-        for h in self.handles + list(self.local_handles.values()):
+        for h in self.handles:
             h.remove()
         self.handles = []
-        self.local_handles = {}
-
-    def _kwargs_hook(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        """Global pre-hooks do not see keyword arguments; a model's own pre-hook does."""
-        if self.depth == 1 and not self.recorder.replaying:
-            self.recorder.on_root_kwargs(module, args, kwargs)
-        return None
 
     def _pre(self, module: torch.nn.Module, args: tuple) -> None:
         rec = self.recorder
         if rec.replaying:
             return None
-        if self.depth == 0:
-            state = rec.on_root_call(module, args, {})
-            if state is not None:
-                if not state.order_done:
+        try:
+            if self.depth == 0:
+                state = rec.on_root_call(module)
+                if state is not None and not state.order_done:
                     self.ordering = state
-                if id(module) not in self.local_handles:
-                    self.local_handles[id(module)] = module.register_forward_pre_hook(
-                        self._kwargs_hook, with_kwargs=True)
-        elif self.ordering is not None:
-            self.ordering.forward_order.append(id(module))
+            elif self.ordering is not None:
+                self.ordering.forward_order.append(id(module))
+        except Exception as exc:  # never let our bookkeeping fail the user's forward
+            rec.internal_error(f"module pre-hook: {type(exc).__name__}: {exc}", exc)
         self.depth += 1
         return None
 
-    def _post(self, module: torch.nn.Module, args: tuple, output: Any) -> None:
+    def _post(self, module: torch.nn.Module, args: tuple, *rest: Any) -> None:
+        # (kwargs, output) normally; just (output) when PyTorch calls always_call hooks after the
+        # forward raised, where it ignores with_kwargs.
         rec = self.recorder
         if rec.replaying:
             return None
         self.depth = max(0, self.depth - 1)
         if self.depth == 0:
             self.ordering = None
-            rec.on_root_done(module, output)
+            if len(rest) == 2:
+                rec.on_root_done(module, args, rest[0], rest[1])
         return None
 
     def reset_depth(self) -> None:
