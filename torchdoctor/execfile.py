@@ -31,6 +31,7 @@ class Target:
     file: str
     spec: Any = None  # ModuleSpec for -m
     path0: str = ""
+    argv0: str = ""  # sys.argv[0]; the file's full path when empty (python -m does that)
 
 
 @dataclass
@@ -49,7 +50,9 @@ def prepare_script(path: str) -> Target:
         source = p.read_bytes()
     except OSError as exc:
         raise BadTarget(f"cannot read {path}: {exc.strerror or exc}") from None
-    full = str(p.resolve())
+    # Like python: __file__ is the absolute path (symlinks kept), sys.path[0] the folder of the
+    # real file (symlinks resolved), sys.argv[0] the path exactly as typed.
+    full = os.path.abspath(path)
     is_py = p.suffix in (".py", ".pyw")
     if b"\x00" in source:
         raise BadTarget(f"{path} is not a Python script (it is a binary file)")
@@ -61,10 +64,22 @@ def prepare_script(path: str) -> Target:
         raise BadTarget(f"syntax error in {path}, line {exc.lineno}: {exc.msg}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadTarget(f"{path} is not a Python script ({exc})") from None
-    return Target(display=path, code=code, file=full, path0=os.path.dirname(full))
+    return Target(display=path, code=code, file=full, path0=os.path.dirname(str(p.resolve())), argv0=path)
 
 
 def prepare_module(name: str) -> Target:
+    """Find `name` as `python -m name` would: from the current directory first.
+
+    `python -m` puts the current directory at sys.path[0]; the `torchdoctor` console script
+    has its own bin folder there instead, so the search (which imports the parent packages,
+    as runpy does) runs with the current directory in that place, and so does the module.
+    """
+    cwd = os.getcwd()
+    saved = sys.path[0] if sys.path else None
+    if sys.path:
+        sys.path[0] = cwd
+    else:
+        sys.path.insert(0, cwd)
     try:
         spec = importlib.util.find_spec(name)
         if spec is not None and spec.submodule_search_locations is not None:
@@ -75,6 +90,11 @@ def prepare_module(name: str) -> Target:
         raise
     except Exception as exc:  # import of a parent package failed
         raise BadTarget(f"cannot find module {name}: {type(exc).__name__}: {exc}") from None
+    finally:
+        if saved is None:
+            sys.path.pop(0)
+        else:
+            sys.path[0] = saved
     if spec is None or spec.loader is None:
         raise BadTarget(f"no module named {name}")
     try:
@@ -83,7 +103,7 @@ def prepare_module(name: str) -> Target:
         raise BadTarget(f"syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}") from None
     if code is None:
         raise BadTarget(f"cannot run module {name}: no code object")
-    return Target(display=name, code=code, file=spec.origin or name, spec=spec, path0=os.getcwd())
+    return Target(display=name, code=code, file=spec.origin or name, spec=spec, path0=cwd)
 
 
 def run_target(target: Target, args: list[str]) -> Outcome:
@@ -102,7 +122,7 @@ def run_target(target: Target, args: list[str]) -> Outcome:
     saved_argv = sys.argv
     saved_path0 = sys.path[0] if sys.path else None
     sys.modules["__main__"] = main
-    sys.argv = [target.file, *args]
+    sys.argv = [target.argv0 or target.file, *args]
     if sys.path:
         sys.path[0] = target.path0
     else:
