@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import traceback
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_INTERNAL_ERRORS = 20
 MAX_KEPT_OUTPUT = 1 << 20  # elements
+# Devices where a loss is read when backward() is called (free there); elsewhere (CUDA) it waits
+# for the step's single read-back, and the forward that made it is kept for the replay.
+EAGER_LOSS_DEVICES = frozenset({"cpu"})
 
 
 def guarded(func: F) -> F:
@@ -74,6 +78,8 @@ class OptimizerState:
     params: list[torch.nn.Parameter]
     layer_of: list[int]
     signature: tuple[int, ...]
+    ref: Callable[[], Any] = lambda: None  # the optimizer, weakly: its id may be reused once it is gone
+    steps: int = 0
 
 
 class Recorder:
@@ -84,19 +90,33 @@ class Recorder:
         self.explicit_models = {id(m) for m in models} if models else None
         self.explicit_optimizers = {id(o) for o in optimizers} if optimizers else None
         self.replaying = False
+        self.in_backward = 0  # >0 while torch.autograd.backward runs (set by the backward probe)
+        self.stepping: list[int] = []  # optimizers whose step() is running (optimizer probe)
         self.roots: dict[int, RootState] = {}
         self.param_layer: dict[int, int] = {}  # id(param) -> index in timeline.layers
         self.optimizers: dict[int, OptimizerState] = {}
-        self.primary_optimizer: int | None = None
+        # The optimizer whose steps are counted. Weak, so that a script that builds a new optimizer
+        # (a second fine-tuning phase) is not tied to the dead one.
+        self.primary_ref: Callable[[], Any] | None = None
         self.step = 0  # index of the next primary optimizer step
+        # Losses backwarded since the last step, in order; those before index `counted_from` were
+        # followed by a zero_grad(), so they are not part of the next step's gradient.
         self.pending_losses: list[torch.Tensor] = []
+        self.counted_from = 0
+        # (last_call, last_loss_call, last_batch) when the first pending loss was backwarded: a
+        # script that skips step() on a bad loss has already run the next forward by the step.
+        self.first_pending_context: tuple[Any, Any, Any] | None = None
         self.last_call: tuple[torch.nn.Module, tuple, dict] | None = None
         self.last_output: torch.Tensor | None = None
         self.last_loss_call: tuple[tuple, Any] | None = None
         self.last_batch: Any = None
-        self.loader_iters: dict[int, int] = {}
+        self.iterations: dict[int, int] = {}  # id(loader) -> passes started over it
+        self.loader_refs: dict[int, weakref.ref] = {}  # id(loader) -> the loader, weakly
         self.train_loader: int | None = None
         self.last_batch_loader: int | None = None
+        self.last_batch_pass: tuple[int, int] | None = None  # (id(loader), pass) of the last batch
+        self.step_pass: tuple[int, int] | None = None  # the training pass of the last step
+        self.epochs_seen = 0
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
         self._error_counts: dict[str, int] = {}
@@ -116,9 +136,21 @@ class Recorder:
 
     @property
     def epoch(self) -> int | None:
+        """The current epoch, counting passes over the training loader in which the optimizer
+        stepped: a `next(iter(loader))` to look at a batch, or a validation loader, is none. A
+        new training pass whose first step is still to come already counts."""
         if self.train_loader is None:
             return None
-        return self.loader_iters.get(self.train_loader, 1) - 1
+        count = self.epochs_seen
+        current = self.last_batch_pass
+        if current is not None and current[0] == self.train_loader and current != self.step_pass:
+            count += 1
+        return count - 1 if count else None
+
+    @property
+    def loader_iters(self) -> dict[int, int]:
+        """Epochs per loader (what the session reports as run.epochs): the training loader only."""
+        return {self.train_loader: self.epochs_seen} if self.train_loader is not None else {}
 
     def name_of(self, module: torch.nn.Module) -> str:
         for state in self.roots.values():
@@ -148,7 +180,9 @@ class Recorder:
     def _finish_model(self, state: RootState) -> None:
         """Once the first forward has shown the order, record the model and its layers."""
         module = state.module
-        seen = {i: k for k, i in enumerate(state.forward_order)}
+        seen: dict[int, int] = {id(module): -1}  # the root is entered first (its own params: a cls token)
+        for k, i in enumerate(state.forward_order):
+            seen.setdefault(i, k)  # a module called twice (a shared ReLU) sits where it was first called
         named = list(module.named_modules())
         ordered = sorted(named, key=lambda nm: seen.get(id(nm[1]), len(seen)))
         types = {state.module_names[id(m)]: type(m).__name__ for _, m in ordered}
@@ -220,34 +254,75 @@ class Recorder:
     @guarded
     def on_backward(self, tensors: Any) -> None:
         self.timeline.backward_calls += 1
+        self.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
             tensors = tensors[0]
         if isinstance(tensors, torch.Tensor) and tensors.numel() == 1:
             loss = tensors.detach()
+            if not self.pending_losses:  # references only; kept until the step's read-back
+                self.first_pending_context = (self.last_call, self.last_loss_call, self.last_batch)
             self.pending_losses.append(loss)
             # On CPU reading the value costs nothing, so check now, while the last forward is still
             # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
-            # check waits for the step's single read-back.
-            if loss.device.type == "cpu" and not self.nonfinite_loss_seen:
+            # check waits for the step's single read-back (first_pending_context covers the skip).
+            if loss.device.type in EAGER_LOSS_DEVICES and not self.nonfinite_loss_seen:
                 value = float(loss.float())
                 if not math.isfinite(value):
                     self._record_nonfinite_loss(value, self.step)
 
     # -- data loading ----------------------------------------------------------
     @guarded
-    def on_loader_iter(self, loader: Any) -> None:
-        self.loader_iters[id(loader)] = self.loader_iters.get(id(loader), 0) + 1
+    def on_loader_iter(self, loader: Any) -> int:
+        """A new pass over `loader` begins; returns its ordinal, which tags the pass's batches."""
+        count = self.iterations.get(id(loader), 0) + 1
+        self.iterations[id(loader)] = count
+        ref = self.loader_refs.get(id(loader))
+        if ref is None or ref() is not loader:  # new, or a dead loader's id reused
+            try:
+                self.loader_refs[id(loader)] = weakref.ref(loader)
+            except TypeError:
+                pass
+        return count
 
     @guarded
-    def on_batch(self, loader_id: int | None, batch: Any) -> None:
+    def on_batch(self, owner: tuple[int, int] | None, batch: Any) -> None:
         self.last_batch = batch
-        self.last_batch_loader = loader_id
+        self.last_batch_pass = owner
+        self.last_batch_loader = owner[0] if owner else None
+
+    def _count_epoch(self) -> None:
+        """At a counted step: a new pass over the training loader is a new epoch.
+
+        The training loader is the one the batch before the first step came from. A batch from
+        another loader that is still alive (a second, zipped loader) says nothing; if the training
+        loader is gone, the script builds a new loader per epoch and this one takes its place.
+        """
+        current = self.last_batch_pass
+        if current is None:
+            return
+        if self.train_loader is None:
+            self.train_loader = current[0]
+        elif current[0] != self.train_loader:
+            ref = self.loader_refs.get(self.train_loader)
+            if ref is None or ref() is not None:
+                return
+            self.train_loader = current[0]
+        if current != self.step_pass:
+            self.step_pass = current
+            self.epochs_seen += 1
+
+    @guarded
+    def on_zero_grad(self) -> None:
+        self.counted_from = len(self.pending_losses)
 
     # -- optimizer -------------------------------------------------------------
     def _optimizer_state(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
         params = [p for g in optimizer.param_groups for p in g["params"]]
         signature = tuple(id(p) for p in params)
         state = self.optimizers.get(id(optimizer))
+        if state is not None and state.ref() is not optimizer:  # a dead optimizer's id, reused
+            del self.optimizers[id(optimizer)]
+            state = None
         if state is not None and state.signature == signature:
             return state
         layer_of = []
@@ -259,11 +334,26 @@ class Recorder:
                 self.timeline.layers.append(LayerInfo(name, "Parameter", [name], p.numel(), "other"))
                 self.param_layer[id(p)] = index
             layer_of.append(index)
-        state = OptimizerState(params, layer_of, signature)
+        state = OptimizerState(params, layer_of, signature, _weak(optimizer))
         if id(optimizer) not in self.optimizers:
             self.timeline.optimizers.append(type(optimizer).__name__)
         self.optimizers[id(optimizer)] = state
         return state
+
+    def _is_primary(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> bool:
+        """Steps are counted on one optimizer: the first that steps (a GAN's second optimizer
+        adds its gradients to the same step). A new optimizer takes its place when the old one is
+        gone, or when it optimizes some of the same parameters: the script replaced it (a second
+        fine-tuning phase over the unfrozen model), it did not add a companion."""
+        current = self.primary_ref() if self.primary_ref is not None else None
+        if current is optimizer:
+            return True
+        if current is not None:
+            old = self.optimizers.get(id(current))
+            if old is None or state.steps or not {id(p) for p in old.params} & set(state.signature):
+                return False
+        self.primary_ref = _weak(optimizer)
+        return True
 
     def _param_name(self, param: torch.nn.Parameter) -> str:
         for state in self.roots.values():
@@ -276,23 +366,32 @@ class Recorder:
     def on_before_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.explicit_optimizers is not None and id(optimizer) not in self.explicit_optimizers:
             return
-        if self.primary_optimizer is None:
-            self.primary_optimizer = id(optimizer)
-            self.train_loader = self.last_batch_loader
-        primary = id(optimizer) == self.primary_optimizer
         state = self._optimizer_state(optimizer)
-        losses, self.pending_losses = self.pending_losses, []
+        primary = self._is_primary(optimizer, state)
+        state.steps += 1
+        losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
+        self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
         numbers = measure_step(state.params, state.layer_of, losses)
         if primary or not self.timeline.steps:
+            self._count_epoch()
             record = StepRecord(step=self.step, epoch=self.epoch, lr=_lr(optimizer))
             self.timeline.steps.append(record)
-            if numbers.losses:
-                record.loss = sum(numbers.losses) / len(numbers.losses)
+            counted = numbers.losses[counted_from:]
+            if counted:
+                # The objective whose gradient this step applies: with accumulation (each micro-batch
+                # loss divided by the count) or several backward() calls, the sum of what was
+                # backwarded since zero_grad().
+                record.loss = sum(counted)
         record = self.timeline.steps[-1]
         _merge_grads(record, numbers, len(self.timeline.layers))
-        bad_loss = [v for v in numbers.losses if not math.isfinite(v)]
-        if bad_loss and not self.nonfinite_loss_seen:
-            self._record_nonfinite_loss(bad_loss[0], record.step)
+        bad = next((i for i, v in enumerate(numbers.losses) if not math.isfinite(v)), None)
+        bad_loss = [numbers.losses[bad]] if bad is not None else []
+        if bad is not None and not self.nonfinite_loss_seen:
+            # The forward that made it: the first pending loss's, the latest, or (a micro-batch in
+            # the middle of an accumulation) no longer held.
+            last = len(numbers.losses) - 1
+            where = context if bad == 0 else "current" if bad == last else None
+            self._record_nonfinite_loss(bad_loss[0], record.step, where)
         if numbers.nonfinite_params:
             names = [self._param_name(state.params[i]) for i in numbers.nonfinite_params]
             record.nonfinite_grads.extend(names)
@@ -304,26 +403,33 @@ class Recorder:
 
     @guarded
     def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if id(optimizer) == self.primary_optimizer:
+        if self.primary_ref is not None and self.primary_ref() is optimizer:
             self.step += 1
 
     # -- localization ----------------------------------------------------------
-    def _record_nonfinite_loss(self, value: float, step: int) -> None:
+    def _record_nonfinite_loss(self, value: float, step: int, context: Any = "current") -> None:
+        """`context`: "current", or (last_call, last_loss_call, last_batch) as they were when the
+        bad loss was backwarded, or None when they are no longer held."""
         self.nonfinite_loss_seen = True
         data: dict[str, Any] = {"value": value}
-        data.update(self._locate())
+        if context is None:
+            data.update(origin=None, detail="the loss of a micro-batch in the middle of a gradient "
+                        "accumulation went non-finite; its batch is no longer held, so it was not replayed")
+        else:
+            data.update(self._locate(None if context == "current" else context))
         self.timeline.events.append(Event("nonfinite_loss", step, self.epoch, data))
 
-    def _locate(self) -> dict[str, Any]:
-        if self.last_call is None:
+    def _locate(self, context: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
+        last_call, last_loss_call, last_batch = context or (self.last_call, self.last_loss_call, self.last_batch)
+        if last_call is None:
             return {"origin": None, "detail": "no model forward was observed"}
-        module, args, kwargs = self.last_call
+        module, args, kwargs = last_call
         batch: list[tuple[str, Any]] = [("model input", args[:1] if args else ())]
         batch.append(("model input (other arguments)", (args[1:], kwargs)))
-        if self.last_loss_call is not None:
-            batch.append(("loss target", self.last_loss_call[0]))
-        if self.last_batch is not None:
-            batch.append(("data loader batch", self.last_batch))
+        if last_loss_call is not None:
+            batch.append(("loss target", last_loss_call[0]))
+        if last_batch is not None:
+            batch.append(("data loader batch", last_batch))
         bad = find_bad_input(batch)
         if bad is not None:
             return {"origin": "input", "detail": f"the {bad['tensor']} held NaN/Inf", "input": bad}
@@ -344,13 +450,15 @@ class Recorder:
         """Catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
         if self.nonfinite_loss_seen:
             return
-        candidates = list(self.pending_losses)
+        candidates: list[tuple[torch.Tensor, Any]] = [(t, "current") for t in self.pending_losses]
+        if len(candidates) > 1 and self.first_pending_context is not None:
+            candidates[0] = (candidates[0][0], self.first_pending_context)
         if self.last_loss_call is not None and self.last_loss_call[1] is not None:
-            candidates.append(self.last_loss_call[1])
-        for t in candidates:
+            candidates.append((self.last_loss_call[1], "current"))
+        for t, context in candidates:
             kind = nonfinite_kind(t)
             if kind is not None:
-                self._record_nonfinite_loss(float(t.float().reshape(-1)[0]), self.step)
+                self._record_nonfinite_loss(float(t.float().reshape(-1)[0]), self.step, context)
                 return
         if self.last_output is not None and nonfinite_kind(self.last_output) in ("nan", "inf"):
             self._record_nonfinite_loss(math.nan, self.step)
@@ -360,8 +468,16 @@ class Recorder:
         """Drop references to the user's tensors and modules."""
         self.last_call = self.last_output = self.last_batch = self.last_loss_call = None
         self.pending_losses = []
+        self.first_pending_context = None
         self.roots.clear()
         self.optimizers.clear()
+
+
+def _weak(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # no weak references to it: hold it
+        return lambda: obj
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float | None:

@@ -2,11 +2,17 @@
 
 PyTorch has no global hook for this, so `torch.autograd.backward` (which
 `Tensor.backward` calls) is wrapped for the duration of the run and restored after.
+
+With mixed precision the script calls `scaler.scale(loss).backward()`: the tensor is the loss
+times the scale (65536 and up; inf while the scaler calibrates). `GradScaler.scale` is wrapped
+too, only to remember which loss each scaled tensor came from, so the loss recorded is the
+script's own.
 """
 
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,22 +25,74 @@ class BackwardProbe:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self.original: Any = None
+        self.original_scale: Any = None
+        # (weak reference to the scaled tensor, the unscaled loss): the last scale() call only.
+        self.scaled: tuple[weakref.ref, torch.Tensor] | None = None
 
     def install(self) -> None:
         original = torch.autograd.backward
         recorder = self.recorder
+        probe = self
 
         @functools.wraps(original)
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
-            if not recorder.replaying:
-                recorder.on_backward(tensors)
-            return original(tensors, *args, **kwargs)
+            if recorder.replaying:
+                return original(tensors, *args, **kwargs)
+            recorder.on_backward(probe.unscaled(tensors))
+            # Module calls while backward runs (activation checkpointing re-running a block's
+            # forward) are recomputation, not forwards of the script: the module probe skips them.
+            recorder.in_backward += 1
+            try:
+                return original(tensors, *args, **kwargs)
+            finally:
+                recorder.in_backward -= 1
 
         backward.__torchdoctor_original__ = original  # type: ignore[attr-defined]
         self.original = original
         torch.autograd.backward = backward
+        self._install_scaler()
+
+    def _install_scaler(self) -> None:
+        scaler_cls = getattr(getattr(torch, "amp", None), "GradScaler", None)
+        if scaler_cls is None:
+            return
+        original_scale = scaler_cls.scale
+        probe = self
+
+        @functools.wraps(original_scale)
+        def scale(scaler: Any, outputs: Any) -> Any:
+            scaled = original_scale(scaler, outputs)
+            if scaled is not outputs and isinstance(scaled, torch.Tensor) and isinstance(outputs, torch.Tensor):
+                try:
+                    probe.scaled = (weakref.ref(scaled), outputs.detach())
+                except TypeError:
+                    probe.scaled = None
+            return scaled
+
+        self.original_scale = (scaler_cls, original_scale)
+        scaler_cls.scale = scale
+
+    def unscaled(self, tensors: Any) -> Any:
+        """The loss the script computed, when `tensors` is what GradScaler.scale made of it."""
+        if self.scaled is None:
+            return tensors
+        try:
+            ref, loss = self.scaled
+            target = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+            if ref() is not target:
+                return tensors
+        except Exception as exc:  # contained: the user's backward() must run whatever happens here
+            self.recorder.internal_error(f"GradScaler loss lookup: {type(exc).__name__}: {exc}", exc)
+            return tensors
+        self.scaled = None
+        return loss
 
     def remove(self) -> None:
         if self.original is not None:
             torch.autograd.backward = self.original
             self.original = None
+        if self.original_scale is not None:
+            cls, original_scale = self.original_scale
+            cls.scale = original_scale
+            self.original_scale = None
+        self.scaled = None

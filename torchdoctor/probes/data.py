@@ -1,5 +1,6 @@
-"""Sees DataLoader iteration: a new `iter(loader)` starts an epoch; the last batch is kept
-(by reference, no copy) so a NaN can be traced back to the data."""
+"""Sees DataLoader iteration: which pass over which loader each batch came from (the recorder
+counts an epoch for each pass of the training loader in which the optimizer stepped), and the
+last batch, kept by reference (no copy) so a NaN can be traced back to the data."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ class DataProbe:
         @functools.wraps(original_iter)
         def __iter__(loader: DataLoader) -> Any:
             it = original_iter(loader)
-            recorder.on_loader_iter(loader)
-            try:
-                setattr(it, _OWNER, id(loader))
+            ordinal = recorder.on_loader_iter(loader)
+            try:  # persistent workers hand back the same iterator: it gets the new pass's ordinal
+                setattr(it, _OWNER, (id(loader), ordinal))
             except Exception:
                 pass
             return it

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.modules.module as module_globals
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
 if TYPE_CHECKING:
@@ -33,11 +34,14 @@ class ModuleProbe:
     def remove(self) -> None:
         for h in self.handles:
             h.remove()
+            # PyTorch's handle forgets the with_kwargs flag it registered: drop it ourselves.
+            module_globals._global_forward_hooks_with_kwargs.pop(h.id, None)
         self.handles = []
 
     def _pre(self, module: torch.nn.Module, args: tuple) -> None:
         rec = self.recorder
-        if rec.replaying:
+        if rec.replaying or rec.in_backward:
+            # Forwards re-run inside backward() (activation checkpointing) are not new calls.
             return None
         try:
             if self.depth == 0:
@@ -55,7 +59,7 @@ class ModuleProbe:
         # (kwargs, output) normally; just (output) when PyTorch calls always_call hooks after the
         # forward raised, where it ignores with_kwargs.
         rec = self.recorder
-        if rec.replaying:
+        if rec.replaying or rec.in_backward:
             return None
         self.depth = max(0, self.depth - 1)
         if self.depth == 0:

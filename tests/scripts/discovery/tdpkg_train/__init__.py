@@ -1,0 +1,1 @@
+"""A package with a training module, run as `python -m tdpkg_train.train`."""
