@@ -48,7 +48,31 @@ def test_decreasing_norms_stay_clean():
 
 def test_too_short_is_not_evaluated():
     with pytest.raises(NotEvaluated):
-        findings("exploding_gradients", make_timeline([1.0, 2.0, 3.0]))
+        findings("exploding_gradients", make_timeline([1.0, 2.0]))
+
+
+def test_blow_up_within_the_first_steps_is_found_on_growth():
+    # Measured on examples/exploding_gradients.py --lr 0.012 (seed 0): NaN at step 5, before the
+    # spike criterion has its 5 steps of history.
+    (finding,) = findings("exploding_gradients", make_timeline([14.2, 20.4, 47.3, 1630.0, 7.28e6]))
+    assert finding.step == 4 and finding.evidence["criterion"] == "growth"
+    assert finding.evidence["reference_norm"] == pytest.approx(47.3)  # the baseline median, not the spike
+
+
+def test_moderate_early_growth_is_not_exploding():
+    norms = [0.5, 2.0, 10.0, 40.0, 30.0] + noisy(40, level=30.0, sigma=0.2)  # warm-up: 80x, not 1000x
+    assert findings("exploding_gradients", make_timeline(norms)) == []
+
+
+def test_a_norm_that_overflowed_with_finite_gradients_counts_as_the_largest():
+    # Measured on examples/exploding_gradients.py --lr 0.012 (seed 4): every gradient finite, but
+    # their float32 sum of squares overflowed, so the total norm read Inf at step 4.
+    tl = make_timeline([33.0, 49.0, 909.0, 58100.0, math.inf])
+    (finding,) = findings("exploding_gradients", tl)
+    assert finding.step == 4 and finding.evidence["norm"] == pytest.approx(1.8446743e19)
+    assert finding.evidence["norm_overflowed"] and "overflowed" in finding.title
+    tl.steps[4].nonfinite_grads = ["fc.weight"]  # a real Inf gradient is nonfinite_gradient's, not a norm
+    assert findings("exploding_gradients", tl) == []
 
 
 def test_names_the_layers_with_the_largest_norm():

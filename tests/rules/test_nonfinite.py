@@ -23,6 +23,18 @@ def test_origin_loss_prescribes_the_stable_loss():
     assert all(f.action != "lower_learning_rate" for f in finding.fixes)
 
 
+def test_loss_overflow_after_an_early_blow_up_prescribes_the_learning_rate():
+    # The loss op made the Inf, but only because the run blew up in its first steps: lowering
+    # the learning rate is the fix, not rewriting a (built-in) loss.
+    tl = make_timeline([14.2, 20.4, 47.3, 1630.0, 7.28e6, math.nan],
+                       losses=[25.6, 22.2, 11.4, 238.0, 1.43e7, math.inf], lr=0.012)
+    tl.events.append(Event("nonfinite_loss", 5, 0, {"value": math.inf, "origin": "loss"}))
+    (finding,) = findings("nonfinite_loss", tl)
+    assert finding.evidence["gradients_were_exploding"] is True
+    assert [f.action for f in finding.fixes] == ["lower_learning_rate", "clip_gradients"]
+    assert finding.fixes[0].params["lr"] == 0.0012
+
+
 def test_origin_module_is_where():
     (finding,) = findings("nonfinite_loss", nan_run("features.3", module_type="Conv2d"))
     assert finding.where == "features.3"

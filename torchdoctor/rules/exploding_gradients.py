@@ -17,19 +17,52 @@ PARAMS = {
     "spike_factor": Param(100.0, "trip when the total norm exceeds the median of the preceding window by this factor"),
     "baseline_steps": Param(10, "steps whose median is the baseline for growth"),
     "window": Param(50, "steps in the running history a spike is compared with"),
-    "min_steps": Param(5, "steps of history needed before any verdict"),
+    "min_steps": Param(5, "steps of history needed before a spike verdict"),
+    "growth_history": Param(2, "steps of history needed before a growth verdict: 1000x needs no long history"),
     "min_norm": Param(1.0, "norms below this are never called exploding, whatever their growth"),
 }
 
 
+# A float32 sum of squares overflows past 3.4e38, so a norm that reads Inf over finite gradients
+# was at least sqrt(3.4e38).
+OVERFLOWED_NORM = math.sqrt(3.4028234663852886e38)
+
+
+def norm_series(tl: Timeline) -> list[tuple[int, float]]:
+    """(step, total norm) of the steps whose gradients were all finite. A norm that overflowed to
+    Inf while every gradient was finite (its float32 sum of squares passed 3.4e38) is the largest
+    explosion of all, not a missing value: it counts as its lower bound, 1.8e19."""
+    series = []
+    for rec in tl.steps:
+        value = rec.grad_norm
+        if value is None or math.isnan(value):
+            continue
+        if math.isinf(value):
+            if rec.nonfinite_grads:
+                continue
+            value = OVERFLOWED_NORM
+        series.append((rec.step, value))
+    return series
+
+
 def explosion_onset(tl: Timeline, p: dict[str, float]) -> tuple[int, float, str] | None:
-    """(index into the finite series, reference norm, why) of the first step that trips."""
-    series = tl.grad_norm_series()
+    """(index into `norm_series`, reference norm, why) of the first step that trips."""
+    series = norm_series(tl)
     values = [v for _, v in series]
     min_steps = int(p["min_steps"])
-    if len(values) <= min_steps:
+    first = max(1, int(p["growth_history"]))
+    if len(values) <= min(first, min_steps):
         return None
     baseline = median(values[: int(p["baseline_steps"])])
+    # A blow-up within the first steps (a learning rate far too high overflows by step 4 or 5)
+    # is judged on growth alone, against the steps before it as well as the baseline.
+    for i in range(first, min(min_steps, len(values))):
+        v = values[i]
+        reference = max(baseline, median(values[:i]))
+        if v >= p["min_norm"] and reference > 0 and v >= p["growth_factor"] * reference:
+            return i, reference, "growth"
+    if len(values) <= min_steps:
+        return None
     window = int(p["window"])
     recent = sorted(values[:min_steps])
     for i in range(min_steps, len(values)):
@@ -51,7 +84,12 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: the total gradient norm (all parameters, L2) rising by orders of
     magnitude above where the run started (`growth_factor`, default 1000x the median of the
     first `baseline_steps`), or far above its own recent history (`spike_factor`, default
-    100x the median of the last `window` steps). Norms below `min_norm` never count.
+    100x the median of the last `window` steps). Norms below `min_norm` never count; a norm
+    that overflowed to Inf while every gradient was finite counts as 1.8e19. A spike
+    needs `min_steps` (5) steps of history; growth is judged from the third step on
+    (`growth_history`, 2), against the larger of the baseline and the median of the steps
+    before it, so a learning rate so high that the loss overflows by step 4 or 5 is still
+    caught before the NaN.
 
     Why it matters: an update is learning rate x gradient; once the gradient is thousands of
     times larger than at the start, updates overshoot, the loss jumps, and a few steps later
@@ -62,9 +100,10 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     steps), lower the learning rate (derived from the one in use), and add normalization
     layers where a deep stack has none.
     """
-    series = tl.grad_norm_series()
-    if len(series) <= int(p["min_steps"]):
-        raise NotEvaluated(f"{len(series)} steps with finite gradients; needs more than {int(p['min_steps'])}")
+    series = norm_series(tl)
+    needed = min(max(1, int(p["growth_history"])), int(p["min_steps"]))
+    if len(series) <= needed:
+        raise NotEvaluated(f"{len(series)} steps with finite gradients; needs more than {needed}")
     onset = explosion_onset(tl, p)
     if onset is None:
         return
@@ -74,8 +113,11 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     record = next((r for r in tl.steps if r.step == peak_step), None)
     top: list[dict[str, object]] = []
     if record is not None and record.layer_grad_norms:
+        finite_grads = not record.nonfinite_grads  # then an Inf layer norm is one that overflowed
         ranked = sorted(
-            ((v, i) for i, v in enumerate(record.layer_grad_norms) if v is not None and math.isfinite(v)),
+            ((OVERFLOWED_NORM if math.isinf(v) and finite_grads else v, i)
+             for i, v in enumerate(record.layer_grad_norms)
+             if v is not None and (math.isfinite(v) or (math.isinf(v) and finite_grads))),
             reverse=True,
         )
         top = [{"layer": tl.layers[i].name, "type": tl.layers[i].type, "norm": v} for v, i in ranked[:3]]
@@ -83,7 +125,13 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     nan_step = min((e.step for e in nan_events if e.step is not None), default=None)
     ratio = value / reference
     basis = "its starting level" if why == "growth" else "its recent history"
-    title = f"Gradient norm exploded at step {step}: {fmt(value)}, {ratio:,.0f}x {basis}"
+    times = f"{ratio:,.0f}x" if ratio < 1e6 else f"{fmt(ratio)}x"
+    onset_record = next((r for r in tl.steps if r.step == step), None)
+    overflowed = onset_record is not None and math.isinf(onset_record.grad_norm or 0.0)
+    if overflowed:
+        title = f"Gradient norm overflowed at step {step}: over {fmt(OVERFLOWED_NORM)}, {times} {basis}"
+    else:
+        title = f"Gradient norm exploded at step {step}: {fmt(value)}, {times} {basis}"
     if nan_step is not None and nan_step > step:
         title += f" (the loss went non-finite at step {nan_step})"
     fixes = [f for f in (clip_gradients(tl, step), lower_learning_rate(tl, step), add_normalization(tl)) if f]
@@ -96,6 +144,7 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         evidence={
             "first_step": step,
             "norm": value,
+            "norm_overflowed": overflowed,
             "reference_norm": reference,
             "criterion": why,
             "ratio": ratio,

@@ -11,7 +11,7 @@ from ._fixes import clip_gradients, label, lower_learning_rate
 from ._numbers import fmt, thin
 from .base import NotEvaluated, finding_for, rule
 from .exploding_gradients import PARAMS as EXPLODING_PARAMS
-from .exploding_gradients import explosion_onset
+from .exploding_gradients import explosion_onset, norm_series
 
 CUSTOM_OP_HINT = (
     "x = torch.log(x.clamp_min(1e-8))       # instead of torch.log(x)\n"
@@ -53,7 +53,7 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     finite_before = [(s, v) for s, v in tl.loss_series() if math.isfinite(v) and (step is None or s < step)]
     bad_steps = sum(1 for r in tl.steps if r.loss is not None and not math.isfinite(r.loss))
     exploding = explosion_onset(tl, {k: q.default for k, q in EXPLODING_PARAMS.items()})
-    grads_grew = exploding is not None and tl.grad_norm_series()[exploding[0]][0] <= (step or 0)
+    grads_grew = exploding is not None and norm_series(tl)[exploding[0]][0] <= (step or 0)
     evidence = {
         "step": step,
         "value": data.get("value"),
@@ -123,7 +123,7 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     else:
         title = f"Loss became {value} at step {step}"
     if origin != "input" and (grads_grew or origin != "loss") and "caused_by" not in evidence:
-        for fix in (lower_learning_rate(tl, step), clip_gradients(tl, tl.grad_norm_series()[exploding[0]][0]
+        for fix in (lower_learning_rate(tl, step), clip_gradients(tl, norm_series(tl)[exploding[0]][0]
                                                                   if grads_grew else step)):
             if fix:
                 fixes.append(fix)
