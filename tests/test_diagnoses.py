@@ -79,6 +79,9 @@ def test_nan_traced_to_the_module_that_overflowed():
     assert finding.step == 4
     assert finding.evidence["origin"] == "body.2" and finding.where == "body.2"
     assert finding.evidence["module_type"] == "Energy"
+    # One outlier batch in a steady run: the batch is to blame, not the learning rate.
+    actions = [f.action for f in finding.fixes]
+    assert actions == ["add_epsilon", "normalize_input"]
 
 
 def test_nan_from_functional_code_is_blamed_on_the_enclosing_module():

@@ -35,6 +35,15 @@ def test_loss_overflow_after_an_early_blow_up_prescribes_the_learning_rate():
     assert finding.fixes[0].params["lr"] == 0.0012
 
 
+def test_module_overflow_after_the_loss_climbed_prescribes_the_learning_rate():
+    losses = [1.0, 0.9, 3.0, 40.0, 900.0, math.nan]
+    tl = make_timeline([1.0] * 5 + [math.nan], losses=losses, lr=0.1)
+    tl.events.append(Event("nonfinite_loss", 5, 0, {"value": math.nan, "origin": "fc2", "detail": "x"}))
+    (finding,) = findings("nonfinite_loss", tl)
+    actions = [f.action for f in finding.fixes]
+    assert "lower_learning_rate" in actions and "normalize_input" not in actions
+
+
 def test_origin_module_is_where():
     (finding,) = findings("nonfinite_loss", nan_run("features.3", module_type="Conv2d"))
     assert finding.where == "features.3"

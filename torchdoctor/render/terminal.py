@@ -42,7 +42,7 @@ def evidence_line(finding: Finding, verbose: bool = False) -> str:
     """The scalar evidence in one line; series and long explanations only when verbose."""
     parts = []
     for key, v in finding.evidence.items():
-        if v is None or key in ("step",):
+        if v is None or key in ("step",) or (v is False and not verbose):  # a flag that is off says nothing
             continue
         shown = _value(v)
         if shown is None or (isinstance(v, str) and len(v) > 48):

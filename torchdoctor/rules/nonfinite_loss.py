@@ -13,6 +13,8 @@ from .base import NotEvaluated, finding_for, rule
 from .exploding_gradients import PARAMS as EXPLODING_PARAMS
 from .exploding_gradients import explosion_onset, norm_series
 
+LOSS_CLIMB = 10.0  # the last finite loss this many times its minimum: the run was blowing up
+
 CUSTOM_OP_HINT = (
     "x = torch.log(x.clamp_min(1e-8))       # instead of torch.log(x)\n"
     "x = torch.sqrt(x.clamp_min(1e-8))      # instead of torch.sqrt(x)\n"
@@ -54,6 +56,8 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     bad_steps = sum(1 for r in tl.steps if r.loss is not None and not math.isfinite(r.loss))
     exploding = explosion_onset(tl, {k: q.default for k, q in EXPLODING_PARAMS.items()})
     grads_grew = exploding is not None and norm_series(tl)[exploding[0]][0] <= (step or 0)
+    finite_values = [v for _, v in finite_before]
+    loss_climbed = len(finite_values) >= 3 and finite_values[-1] > LOSS_CLIMB * max(min(finite_values), 1e-12)
     evidence = {
         "step": step,
         "value": data.get("value"),
@@ -120,9 +124,21 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                 {"module": origin},
                 CUSTOM_OP_HINT,
             ))
+        if not grads_grew and not loss_climbed:
+            fixes.append(Fix(
+                "normalize_input",
+                f"Gradients were steady and the loss finite up to step {step}, so the batch of step {step} drove "
+                f"{origin} out of range: look for outliers in it, and normalize or clip the inputs.",
+                {"step": step},
+                "x = (x - mean) / std                 # normalize the inputs\n"
+                "x = x.clamp(-clip, clip)            # or bound the outliers",
+            ))
     else:
         title = f"Loss became {value} at step {step}"
-    if origin != "input" and (grads_grew or origin != "loss") and "caused_by" not in evidence:
+    # The learning rate is to blame when the run was blowing up before the NaN (gradients growing,
+    # or the loss climbing); an op that overflowed on one batch of a steady run is not its fault.
+    blew_up = grads_grew or loss_climbed or not origin
+    if origin != "input" and blew_up and "caused_by" not in evidence:
         for fix in (lower_learning_rate(tl, step), clip_gradients(tl, norm_series(tl)[exploding[0]][0]
                                                                   if grads_grew else step)):
             if fix:
