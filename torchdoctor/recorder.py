@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 
 import torch
 
+from .eval_passes import CLASSIFICATION_LOSSES, EvalTracker, derivable, loss_terms
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
+from .probes.updates import UpdateSampler, ratios
 from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -117,6 +119,13 @@ class Recorder:
         self.last_batch_pass: tuple[int, int] | None = None  # (id(loader), pass) of the last batch
         self.step_pass: tuple[int, int] | None = None  # the training pass of the last step
         self.epochs_seen = 0
+        self.batch_since_step = False  # a batch was fetched after the last step: evaluation reads it
+        self.loader_names: dict[int, str] = {}  # id(loader) -> "loader 2", in order of first use
+        self.evals = EvalTracker()
+        self.loss_functions: dict[str, Any] = {}  # unwrapped F.* losses (set by the loss probe)
+        self.pending_accuracy: list[tuple[torch.Tensor, torch.Tensor]] = []  # (correct, counted) this step
+        self.updates = UpdateSampler()
+        self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
         self._error_counts: dict[str, int] = {}
@@ -246,14 +255,73 @@ class Recorder:
         if not state.order_done:
             self._finish_model(state)
         self.last_call = (module, args, kwargs)
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
+            self._on_eval_forward(output)
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
         small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
         self.last_output = output.detach() if small else None
+
+    # -- losses and evaluation ---------------------------------------------------
+    def _eval_context(self) -> tuple[int | None, int, int | None]:
+        """(loader, step, epoch) an evaluation loss belongs to: the loader of a batch fetched since
+        the last step (None: tensors fed directly), the steps done, the last step's epoch."""
+        loader = self.last_batch_loader if self.batch_since_step else None
+        epoch = self.timeline.steps[-1].epoch if self.timeline.steps else None
+        return loader, self.step, epoch
+
+    @guarded
+    def on_loss(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        """A loss function ran. With gradients on and the model training, it is a training loss
+        (its accuracy is counted); otherwise it belongs to an evaluation pass."""
+        if not isinstance(out, torch.Tensor):
+            return
+        model = self.last_call[0] if self.last_call is not None else None
+        if out.requires_grad and (model is None or model.training):
+            self.evals.close()  # training resumed: an evaluation pass before it is complete
+            if self.timeline.train_loss_fn is None:
+                self.timeline.train_loss_fn = name
+            if name in CLASSIFICATION_LOSSES:
+                terms = loss_terms(name, args, kwargs, out)
+                if terms is not None and terms.correct is not None:
+                    self.pending_accuracy.append((terms.correct, terms.counted))
+            return
+        terms = loss_terms(name, args, kwargs, out)
+        if terms is not None:
+            self.evals.add_loss(*self._eval_context(), name, terms, tentative=out.requires_grad)
+
+    def _on_eval_forward(self, output: Any) -> None:
+        """A forward in evaluation mode. If the script computes no loss on it (validation written
+        by hand), the training loss is applied to the output and the batch's target, when the
+        batch is an (input, target) pair that fits it."""
+        self.timeline.eval_forwards += 1
+        name = self.timeline.train_loss_fn
+        batch = self.last_batch if self.batch_since_step else None
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return  # eval() with gradients on is also how some fine-tune: only a loss call tells
+        if name is None or not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            return
+        target = batch[1]
+        if not isinstance(target, torch.Tensor) or not isinstance(output, torch.Tensor):
+            return
+        target = target.to(output.device, non_blocking=True)
+        function = self.loss_functions.get(name)
+        if function is None or not derivable(name, output, target):
+            return
+        with torch.no_grad():
+            value = function(output.detach(), target)
+        terms = loss_terms(name, (output, target), {}, value)
+        if terms is not None:
+            self.evals.add_derived(*self._eval_context(), name, terms)
+
+    def _drain_evaluations(self) -> None:
+        self.evals.close()
+        self.timeline.evaluations.extend(self.evals.drain(self.loader_names, self.train_loader))
 
     # -- backward --------------------------------------------------------------
     @guarded
     def on_backward(self, tensors: Any) -> None:
         self.timeline.backward_calls += 1
+        self.evals.on_backward()
         self.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
             tensors = tensors[0]
@@ -276,6 +344,9 @@ class Recorder:
         """A new pass over `loader` begins; returns its ordinal, which tags the pass's batches."""
         count = self.iterations.get(id(loader), 0) + 1
         self.iterations[id(loader)] = count
+        if count == 1 or id(loader) not in self.loader_names:
+            self.loader_names[id(loader)] = f"loader {len(self.loader_names) + 1}"
+        self.evals.restart(id(loader))
         ref = self.loader_refs.get(id(loader))
         if ref is None or ref() is not loader:  # new, or a dead loader's id reused
             try:
@@ -287,6 +358,7 @@ class Recorder:
     @guarded
     def on_batch(self, owner: tuple[int, int] | None, batch: Any) -> None:
         self.last_batch = batch
+        self.batch_since_step = True
         self.last_batch_pass = owner
         self.last_batch_loader = owner[0] if owner else None
 
@@ -369,13 +441,23 @@ class Recorder:
         state = self._optimizer_state(optimizer)
         primary = self._is_primary(optimizer, state)
         state.steps += 1
+        if self.evals.open is not None:  # training resumed: the evaluation pass is complete
+            self._drain_evaluations()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
         self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
-        numbers = measure_step(state.params, state.layer_of, losses)
+        extras, counts_accuracy, update = self._step_extras()
+        numbers = measure_step(state.params, state.layer_of, losses, extras)
+        accuracy = self._apply_extras(numbers.extras, counts_accuracy, update)
+        self.batch_since_step = False
         if primary or not self.timeline.steps:
             self._count_epoch()
             record = StepRecord(step=self.step, epoch=self.epoch, lr=_lr(optimizer))
             self.timeline.steps.append(record)
+            record.accuracy = accuracy
+            if not self.timeline.optimizer_hparams:
+                self.timeline.optimizer_hparams = _hparams(optimizer)
+            if primary and self.updates.due(self.step):
+                self.updates.capture(state.params)
             counted = numbers.losses[counted_from:]
             if counted:
                 # The objective whose gradient this step applies: with accumulation (each micro-batch
@@ -404,7 +486,41 @@ class Recorder:
     @guarded
     def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.primary_ref is not None and self.primary_ref() is optimizer:
+            if self.updates.before is not None and self.timeline.steps:
+                state = self.optimizers.get(id(optimizer))
+                measured = state and self.updates.measure(state.params, state.layer_of, len(self.timeline.layers))
+                if measured is not None:
+                    self.pending_update = (self.timeline.steps[-1], measured)
             self.step += 1
+
+    def _step_extras(self) -> tuple[list[torch.Tensor], bool, StepRecord | None]:
+        """Numbers kept on the device that ride along with the step's read-back: this step's
+        training accuracy counts, and the update ratio sampled at the previous step."""
+        extras: list[torch.Tensor] = []
+        counts_accuracy = bool(self.pending_accuracy)
+        if counts_accuracy:
+            correct = torch.stack([c.reshape(()) for c, _ in self.pending_accuracy]).sum()
+            counted = torch.stack([n.reshape(()) for _, n in self.pending_accuracy]).sum()
+            extras.append(torch.stack([correct, counted]).float())
+            self.pending_accuracy = []
+        update = None
+        if self.pending_update is not None:
+            update, tensor = self.pending_update
+            extras.append(tensor)
+            self.pending_update = None
+        return extras, counts_accuracy, update
+
+    def _apply_extras(self, values: list[list[float]], counts_accuracy: bool,
+                      update: StepRecord | None) -> float | None:
+        """Fill in the sampled update ratio; return the step's training accuracy."""
+        values = list(values)
+        accuracy = None
+        if counts_accuracy and values:
+            correct, counted = values.pop(0)
+            accuracy = correct / counted if counted else None
+        if update is not None and values:
+            update.update_ratio, update.layer_update_ratios = ratios(values.pop(0), len(self.timeline.layers))
+        return accuracy
 
     # -- localization ----------------------------------------------------------
     def _record_nonfinite_loss(self, value: float, step: int, context: Any = "current") -> None:
@@ -447,7 +563,20 @@ class Recorder:
 
     @guarded
     def finalize(self) -> None:
-        """Catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
+        """Read back what is still on the device (the last evaluation pass, the last sampled update),
+        and catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
+        self._finish_measurements()
+        self._catch_unstepped_nonfinite_loss()
+
+    @guarded
+    def _finish_measurements(self) -> None:
+        self._drain_evaluations()
+        if self.pending_update is not None:
+            record, tensor = self.pending_update
+            self.pending_update = None
+            record.update_ratio, record.layer_update_ratios = ratios(tensor.tolist(), len(self.timeline.layers))
+
+    def _catch_unstepped_nonfinite_loss(self) -> None:
         if self.nonfinite_loss_seen:
             return
         candidates: list[tuple[torch.Tensor, Any]] = [(t, "current") for t in self.pending_losses]
@@ -478,6 +607,29 @@ def _weak(obj: Any) -> Callable[[], Any]:
         return weakref.ref(obj)
     except TypeError:  # no weak references to it: hold it
         return lambda: obj
+
+
+IMPLEMENTATION_OPTIONS = frozenset({"foreach", "fused", "differentiable", "capturable", "maximize"})
+
+
+def _hparams(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The first param group's scalar settings (lr, weight_decay, momentum, betas, ...)."""
+    out: dict[str, Any] = {}
+    try:
+        for key, value in optimizer.param_groups[0].items():
+            if key in IMPLEMENTATION_OPTIONS:
+                continue
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, bool) or value is None:
+                out[key] = value
+            elif isinstance(value, (int, float)):
+                out[key] = float(value)
+            elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
+                out[key] = [float(v) for v in value]
+    except Exception:
+        pass
+    return out
 
 
 def _lr(optimizer: torch.optim.Optimizer) -> float | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .findings import Finding, Severity
-from .timeline import Timeline
+from .timeline import EvalPass, Timeline
 
 SCHEMA = "torchdoctor.report/1"
 MAX_SERIES_POINTS = 2000
@@ -23,6 +23,11 @@ def _downsample(points: list[Any], limit: int = MAX_SERIES_POINTS) -> list[Any]:
     if picked[-1] is not points[-1]:
         picked.append(points[-1])
     return picked
+
+
+def _when(ev: EvalPass) -> int:
+    """The x of a validation point: its epoch (as the contract has it), or the step when epochs are unknown."""
+    return ev.epoch if ev.epoch is not None else ev.step
 
 
 def _json_float(value: float | None) -> float | str | None:
@@ -87,6 +92,7 @@ class Report:
         run = tl.run
         loss = [[s, _json_float(v)] for s, v in tl.loss_series()]
         grad = [[r.step, _json_float(r.grad_norm)] for r in tl.steps if r.grad_norm is not None]
+        val = tl.validation()
         return {
             "schema": SCHEMA,
             "torchdoctor_version": __version__,
@@ -107,9 +113,15 @@ class Report:
             "not_evaluated": self.not_evaluated,
             "internal_errors": self.internal_errors,
             "metrics": {
-                "loss": {"train": _downsample(loss), "val": []},
+                "loss": {"train": _downsample(loss), "val": [[_when(e), _json_float(e.loss)] for e in val]},
+                "accuracy": {
+                    "train": _downsample([[r.step, r.accuracy] for r in tl.steps if r.accuracy is not None]),
+                    "val": [[_when(e), e.accuracy] for e in val if e.accuracy is not None],
+                },
                 "grad_norm": _downsample(grad),
+                "update_ratio": _downsample([[r.step, r.update_ratio] for r in tl.steps if r.update_ratio is not None]),
                 "lr": _downsample([[r.step, r.lr] for r in tl.steps if r.lr is not None]),
+                "evaluations": [_jsonable(asdict(e)) for e in tl.evaluations],
             },
             "gradients": {"layers": [_jsonable(x) for x in self.gradient_summary()]},
             "memory": {"peak_rss_bytes": run.peak_rss_bytes},

@@ -17,6 +17,7 @@ from .config import Config
 from .findings import Severity
 from .probes.backward import BackwardProbe
 from .probes.data import DataProbe
+from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
 from .recorder import Recorder
@@ -68,7 +69,7 @@ class Doctor:
         self.recorder = Recorder(self.models or None, self.optimizers or None)
         modules = ModuleProbe(self.recorder)
         self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
-                        DataProbe(self.recorder)]
+                        DataProbe(self.recorder), LossProbe(self.recorder)]
         installed = []
         for probe in self._probes:
             try:
@@ -166,13 +167,21 @@ class Doctor:
                       print_report=self.print_report, verbose=self.verbose, console=self.console)
 
     def log(self, **values: float) -> None:
-        """Record values the probes cannot see (e.g. a validation loss computed by hand)."""
+        """Record values the probes cannot see, e.g. `doctor.log(val_loss=0.41, val_acc=0.87)` for a
+        validation computed in a way torchdoctor cannot observe. Logged validation takes the place
+        of what the probes inferred. Other names are kept as they are, with the step."""
         if self.recorder is None:
             raise RuntimeError("log() is only valid while watching")
-        from .timeline import Event
+        from .timeline import EvalPass, Event
 
         rec = self.recorder
-        rec.timeline.events.append(Event("log", rec.step, rec.epoch, {k: float(v) for k, v in values.items()}))
+        numbers = {k: float(v) for k, v in values.items()}
+        rec.timeline.events.append(Event("log", rec.step, rec.epoch, numbers))
+        loss = numbers.get("val_loss")
+        accuracy = numbers.get("val_acc", numbers.get("val_accuracy"))
+        if loss is not None or accuracy is not None:
+            epoch = rec.timeline.steps[-1].epoch if rec.timeline.steps else None
+            rec.timeline.evaluations.append(EvalPass(rec.step, epoch, loss, accuracy, loader="logged", source="log"))
 
 
 def watch(

@@ -39,6 +39,7 @@ class ModelInfo:
     module_types: dict[str, str]  # dotted path -> class name, in forward order where seen
     num_params: int
     trainable_params: int
+    input_shape: list[int] | None = None  # of the first positional input of the first forward
 
     def modules_of_type(self, types: frozenset[str] | set[str]) -> list[str]:
         return [n for n, t in self.module_types.items() if t in types]
@@ -59,6 +60,27 @@ class StepRecord:
     grad_norm: float | None = None
     layer_grad_norms: list[float | None] | None = None  # aligned with Timeline.layers
     nonfinite_grads: list[str] = field(default_factory=list)
+    accuracy: float | None = None  # of the step's batch, for classification losses (logits + class indices)
+    # ||w_after - w_before|| / ||w_before|| over the optimizer's parameters, measured on sampled steps only;
+    # 0.0 means the step changed no weight at all.
+    update_ratio: float | None = None
+    layer_update_ratios: list[float | None] | None = None  # aligned with Timeline.layers
+
+
+@dataclass
+class EvalPass:
+    """One evaluation pass: the losses computed in evaluation mode (under no_grad/inference_mode or
+    with the model in eval()) between two training steps, over one data loader."""
+
+    step: int  # training steps done before it
+    epoch: int | None
+    loss: float | None  # mean per sample
+    accuracy: float | None = None  # classification only
+    samples: int = 0
+    batches: int = 0
+    loader: str | None = None  # which loader ("loader 2"), None for tensors fed directly
+    source: str = "loss"  # "loss": a loss call was seen; "derived": the training loss applied to output and target
+    loss_fn: str | None = None  # e.g. "cross_entropy"
 
 
 @dataclass
@@ -92,6 +114,12 @@ class Timeline:
     steps: list[StepRecord] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     optimizers: list[str] = field(default_factory=list)
+    # Hyperparameters of the counted optimizer's first param group at its first step (lr, weight_decay,
+    # momentum, betas...), for fixes that derive numbers from them.
+    optimizer_hparams: dict[str, Any] = field(default_factory=dict)
+    evaluations: list[EvalPass] = field(default_factory=list)
+    train_loss_fn: str | None = None  # the loss function the training steps backwarded, e.g. "cross_entropy"
+    eval_forwards: int = 0  # model forwards in evaluation mode (no_grad, inference_mode or eval())
     backward_calls: int = 0
     internal_errors: list[str] = field(default_factory=list)
 
@@ -119,6 +147,39 @@ class Timeline:
 
     def loss_series(self) -> list[tuple[int, float]]:
         return [(r.step, r.loss) for r in self.steps if r.loss is not None]
+
+    def validation(self) -> list[EvalPass]:
+        """The evaluations of the validation set: those logged with `doctor.log(val_loss=...)` if any;
+        else, of the loaders evaluated apart from the training loader, the one evaluated first (a
+        test set evaluated once at the end comes after it)."""
+        logged = [e for e in self.evaluations if e.source == "log"]
+        if logged:  # what the script told us beats what was inferred
+            return logged
+        kept = [e for e in self.evaluations if e.loader != "train" and e.loss is not None]
+        if not kept:
+            return []
+        first = kept[0].loader
+        return [e for e in kept if e.loader == first]
+
+    def train_loss_at(self, evaluations: list[EvalPass]) -> list[float | None]:
+        """For each evaluation, the mean finite training loss of the steps since the one before it
+        (the training curve sampled where the validation curve is)."""
+        out: list[float | None] = []
+        start = 0
+        for ev in evaluations:
+            values = [r.loss for r in self.steps
+                      if start <= r.step < ev.step and r.loss is not None and math.isfinite(r.loss)]
+            out.append(sum(values) / len(values) if values else None)
+            start = ev.step
+        return out
+
+    def epoch_train_loss(self) -> dict[int, float]:
+        """Mean finite training loss per epoch."""
+        sums: dict[int, list[float]] = {}
+        for r in self.steps:
+            if r.epoch is not None and r.loss is not None and math.isfinite(r.loss):
+                sums.setdefault(r.epoch, []).append(r.loss)
+        return {e: sum(v) / len(v) for e, v in sums.items()}
 
     def module_type(self, name: str) -> str | None:
         for m in self.models:

@@ -7,7 +7,7 @@ stream; on CPU it costs nothing extra.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -18,6 +18,7 @@ class StepNumbers:
     total_norm: float
     layer_norms: dict[int, float]  # layer index -> L2 norm of its gradients
     nonfinite_params: list[int]  # positions in the params list whose grad holds NaN/Inf
+    extras: list[list[float]] = field(default_factory=list)  # the `extras` tensors, read back
 
 
 def _norms(grads: list[torch.Tensor]) -> torch.Tensor:
@@ -33,19 +34,36 @@ def _norms(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([n.float().to(device) for n in norms])
 
 
+def _read_back(
+    parts: list[torch.Tensor], extras: list[torch.Tensor], device: torch.device
+) -> tuple[list[float], list[list[float]]]:
+    """One transfer for the step's numbers and the extras riding along with them."""
+    flat = [p.float().to(device).reshape(-1) for p in [*parts, *extras]]
+    host = torch.cat(flat).tolist() if flat else []
+    n = sum(p.numel() for p in parts)
+    out, k = [], n
+    for e in extras:
+        out.append(host[k:k + e.numel()])
+        k += e.numel()
+    return host[:n], out
+
+
 def measure_step(
-    params: list[torch.nn.Parameter], layer_of: list[int], losses: list[torch.Tensor]
+    params: list[torch.nn.Parameter], layer_of: list[int], losses: list[torch.Tensor],
+    extras: list[torch.Tensor] | None = None,
 ) -> StepNumbers:
     """Gradient norms per parameter, grouped per layer, plus the pending loss values.
 
     `layer_of[i]` is the layer index of `params[i]`. Parameters without a gradient
-    are skipped. One device-to-host copy carries everything.
+    are skipped. One device-to-host copy carries everything, `extras` (other numbers the
+    recorder kept on the device, e.g. the last sampled update) included.
     """
+    extras = extras or []
     pairs = [(p.grad, layer_of[i]) for i, p in enumerate(params) if p.grad is not None]
-    loss_vals = [t.detach().float().reshape(()) for t in losses]
+    loss_vals = [t.detach().float().reshape(1) for t in losses]
     if not pairs:
-        host = torch.stack([v.cpu() for v in loss_vals]).tolist() if loss_vals else []
-        return StepNumbers(host, math.nan, {}, [])
+        host, extra_values = _read_back(loss_vals, extras, torch.device("cpu"))
+        return StepNumbers(host, math.nan, {}, [], extra_values)
     grads = [g for g, _ in pairs]
     norms = _norms(grads)
     device = norms.device
@@ -53,9 +71,8 @@ def measure_step(
     slot = {li: k for k, li in enumerate(layers)}
     index = torch.tensor([slot[li] for _, li in pairs], device=device)
     layer_sq = torch.zeros(len(layers), device=device).index_add_(0, index, norms.square())
-    parts = [v.to(device).reshape(1) for v in loss_vals]
-    parts += [layer_sq.sum().sqrt().reshape(1), layer_sq.sqrt()]
-    host = torch.cat(parts).tolist()
+    parts = [*loss_vals, layer_sq.sum().sqrt().reshape(1), layer_sq.sqrt()]
+    host, extra_values = _read_back(parts, extras, device)
     n = len(loss_vals)
     total = host[n]
     layer_norms = dict(zip(layers, host[n + 1 :], strict=True))
@@ -67,4 +84,4 @@ def measure_step(
         suspects = [k for k, v in enumerate(per_param) if not math.isfinite(v)]
         # A huge but finite gradient can overflow its float32 norm: check the values themselves.
         nonfinite = [positions[k] for k in suspects if not bool(torch.isfinite(grads[k]).all())]
-    return StepNumbers(host[:n], total, layer_norms, nonfinite)
+    return StepNumbers(host[:n], total, layer_norms, nonfinite, extra_values)

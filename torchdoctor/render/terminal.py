@@ -78,6 +78,13 @@ def healthy_line(report: Report) -> str:
     losses = [v for _, v in tl.loss_series() if math.isfinite(v)]
     if losses:
         bits.append(f"loss {fmt(losses[0])} → {fmt(losses[-1])}")
+    val = [e for e in tl.validation() if e.loss is not None and math.isfinite(e.loss)]
+    if val:
+        shown = f"val loss {fmt(val[0].loss)} → " if len(val) > 1 else "val loss "
+        shown += fmt(val[-1].loss)
+        if val[-1].accuracy is not None:
+            shown += f" (acc {val[-1].accuracy:.1%})"
+        bits.append(shown)
     norms = [v for _, v in tl.grad_norm_series()]
     if norms:
         bits.append(f"grad norm median {fmt(statistics.median(norms))} (max {fmt(max(norms))})")

@@ -1,0 +1,161 @@
+"""Evaluation passes: the losses a script computes without training on them, grouped into one
+pass per data loader between two training steps.
+
+Values stay on the device while a pass runs and are read back once when it closes, so a
+validation loop costs one transfer, not one per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .timeline import EvalPass
+
+CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+ELEMENTWISE_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                                "binary_cross_entropy_with_logits"})
+
+
+@dataclass
+class LossTerms:
+    """One loss call, on the device: the loss summed over the batch, its sample count, and for a
+    classification loss the correct predictions and the counted targets."""
+
+    loss_sum: torch.Tensor
+    samples: int
+    correct: torch.Tensor | None = None
+    counted: torch.Tensor | None = None
+
+
+def loss_terms(name: str, args: tuple, kwargs: dict, out: Any) -> LossTerms | None:
+    """What one loss call contributes to a pass mean (None when it is not a per-batch loss)."""
+    if not isinstance(out, torch.Tensor) or not args or not isinstance(args[0], torch.Tensor):
+        return None
+    inp = args[0]
+    samples = int(inp.shape[0]) if inp.dim() > 0 else 1
+    value = out.detach().float()
+    reduction = kwargs.get("reduction", "mean")
+    loss_sum = value.sum() if reduction == "sum" else value.mean() * samples
+    terms = LossTerms(loss_sum, samples)
+    target = args[1] if len(args) > 1 else kwargs.get("target")
+    if name in CLASSIFICATION_LOSSES and isinstance(target, torch.Tensor) and is_class_target(inp, target):
+        ignore = kwargs.get("ignore_index", -100)
+        counted = target != ignore
+        terms.correct = ((inp.detach().argmax(1) == target) & counted).sum()
+        terms.counted = counted.sum()
+    return terms
+
+
+def is_class_target(logits: torch.Tensor, target: torch.Tensor) -> bool:
+    """Logits (N, C, ...) with class indices (N, ...): the case where accuracy means something."""
+    return (logits.dim() >= 2 and not target.is_floating_point() and not target.is_complex()
+            and tuple(target.shape) == (logits.shape[0], *logits.shape[2:]))
+
+
+def derivable(name: str | None, output: Any, target: Any) -> bool:
+    """Whether the training loss can be applied to an evaluation forward's output and target."""
+    if name is None or not isinstance(output, torch.Tensor) or not isinstance(target, torch.Tensor):
+        return False
+    if name in CLASSIFICATION_LOSSES:
+        return is_class_target(output, target)
+    if name in ELEMENTWISE_LOSSES:
+        return output.shape == target.shape and target.is_floating_point()
+    return False
+
+
+@dataclass
+class OpenPass:
+    loader: int | None  # id of the loader its batches come from, None for tensors fed directly
+    step: int
+    epoch: int | None
+    loss_fn: str | None = None
+    terms: list[LossTerms] = field(default_factory=list)
+    # Losses computed with gradients on while the model was in eval(): evaluation, unless a
+    # backward() follows (a fine-tuning step with frozen BatchNorm statistics).
+    tentative: list[LossTerms] = field(default_factory=list)
+    derived: list[LossTerms] = field(default_factory=list)  # the training loss applied by us
+
+
+class EvalTracker:
+    def __init__(self) -> None:
+        self.open: OpenPass | None = None
+        self.passes: list[OpenPass] = []
+
+    def current(self, loader: int | None, step: int, epoch: int | None) -> OpenPass:
+        """The open pass for batches of `loader`, opening a new one when the loader changed."""
+        if self.open is not None and self.open.loader != loader:
+            self.close()
+        if self.open is None:
+            self.open = OpenPass(loader, step, epoch)
+        return self.open
+
+    def add_loss(self, loader: int | None, step: int, epoch: int | None, name: str, terms: LossTerms,
+                 tentative: bool) -> None:
+        current = self.current(loader, step, epoch)
+        current.loss_fn = current.loss_fn or name
+        (current.tentative if tentative else current.terms).append(terms)
+        current.derived.clear()
+
+    def add_derived(self, loader: int | None, step: int, epoch: int | None, name: str, terms: LossTerms) -> None:
+        current = self.current(loader, step, epoch)
+        if current.terms or current.tentative:
+            return
+        current.loss_fn = current.loss_fn or name
+        current.derived.append(terms)
+
+    def on_backward(self) -> None:
+        """A backward() after losses computed with gradients on: they were training, not evaluation."""
+        if self.open is not None:
+            self.open.tentative.clear()
+
+    def restart(self, loader: int) -> None:
+        """A new pass over the loader whose pass is open: the open one is complete."""
+        if self.open is not None and self.open.loader == loader:
+            self.close()
+
+    def close(self) -> None:
+        if self.open is not None:
+            self.passes.append(self.open)
+            self.open = None
+
+    def drain(self, loader_names: dict[int, str], train_loader: int | None) -> list[EvalPass]:
+        """The closed passes as timeline records; one read-back for all of them."""
+        closed, self.passes = self.passes, []
+        # A second pass over a loader already evaluated with its losses seen (a loop that counts
+        # accuracy by hand) is the same evaluation again: only passes with no loss of their own
+        # fall back on the derived loss.
+        measured = {(p.step, p.loader) for p in closed if p.terms or p.tentative}
+        out = []
+        for p in closed:
+            terms = p.terms + p.tentative
+            if not terms and (p.step, p.loader) not in measured:
+                terms = p.derived
+            if not terms:
+                continue
+            values = [t.loss_sum.reshape(1) for t in terms]
+            classified = [t for t in terms if t.correct is not None]
+            if classified and len(classified) == len(terms):
+                values += [t.correct.reshape(1) for t in classified] + [t.counted.reshape(1) for t in classified]
+            device = values[0].device
+            host = torch.cat([v.float().to(device) for v in values]).tolist()
+            n = len(terms)
+            samples = sum(t.samples for t in terms)
+            accuracy = None
+            if len(host) > n:
+                counted = sum(host[2 * n:])
+                accuracy = sum(host[n:2 * n]) / counted if counted else None
+            if p.loader is None:
+                loader = None
+            elif p.loader == train_loader:
+                loader = "train"
+            else:
+                loader = loader_names.get(p.loader, "loader")
+            out.append(EvalPass(
+                step=p.step, epoch=p.epoch, loss=sum(host[:n]) / samples if samples else None,
+                accuracy=accuracy, samples=samples, batches=n, loader=loader,
+                source="loss" if (p.terms or p.tentative) else "derived", loss_fn=p.loss_fn,
+            ))
+        return out

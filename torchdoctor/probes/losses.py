@@ -1,0 +1,64 @@
+"""Sees every loss PyTorch computes: the functional losses (`F.cross_entropy`, `F.mse_loss`, ...)
+are wrapped for the run, and the `nn` loss modules call them, so both ways of writing a loss
+are seen once each.
+
+This is how validation becomes visible without a code change: a loss computed while no
+gradient is recorded (or with the model in `eval()`) belongs to an evaluation pass.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ..recorder import Recorder
+
+LOSS_FUNCTIONS = (
+    "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "poisson_nll_loss",
+    "gaussian_nll_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
+    "multilabel_margin_loss", "hinge_embedding_loss", "cosine_embedding_loss", "margin_ranking_loss",
+    "triplet_margin_loss", "triplet_margin_with_distance_loss", "ctc_loss", "linear_cross_entropy",
+)
+
+
+class LossProbe:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.saved: dict[str, Any] = {}
+        self.depth = 0  # a loss implemented with another wrapped loss is one loss
+
+    def install(self) -> None:
+        for name in LOSS_FUNCTIONS:
+            original = getattr(F, name, None)
+            if original is None:
+                continue
+            self.saved[name] = original
+            setattr(F, name, self._wrap(name, original))
+        self.recorder.loss_functions = dict(self.saved)
+
+    def remove(self) -> None:
+        for name, original in self.saved.items():
+            setattr(F, name, original)
+        self.saved = {}
+
+    def _wrap(self, name: str, original: Any) -> Any:
+        probe = self
+        recorder = self.recorder
+
+        @functools.wraps(original)
+        def loss(*args: Any, **kwargs: Any) -> Any:
+            probe.depth += 1
+            try:
+                out = original(*args, **kwargs)
+            finally:
+                probe.depth -= 1
+            if probe.depth == 0 and not recorder.replaying and not recorder.in_backward:
+                recorder.on_loss(name, args, kwargs, out)
+            return out
+
+        loss.__torchdoctor_original__ = original  # type: ignore[attr-defined]
+        return loss
