@@ -112,8 +112,8 @@ class Report:
             "findings": [_jsonable(f.to_dict()) for f in self.findings],
             "not_evaluated": self.not_evaluated,
             "internal_errors": self.internal_errors,
-            "metrics": {
-                "loss": {"train": _downsample(loss), "val": [[_when(e), _json_float(e.loss)] for e in val]},
+            "metrics": _jsonable({
+                "loss": {"train": _downsample(loss), "val": [[_when(e), e.loss] for e in val]},
                 "accuracy": {
                     "train": _downsample([[r.step, r.accuracy] for r in tl.steps if r.accuracy is not None]),
                     "val": [[_when(e), e.accuracy] for e in val if e.accuracy is not None],
@@ -121,8 +121,8 @@ class Report:
                 "grad_norm": _downsample(grad),
                 "update_ratio": _downsample([[r.step, r.update_ratio] for r in tl.steps if r.update_ratio is not None]),
                 "lr": _downsample([[r.step, r.lr] for r in tl.steps if r.lr is not None]),
-                "evaluations": [_jsonable(asdict(e)) for e in tl.evaluations],
-            },
+                "evaluations": [asdict(e) for e in tl.evaluations],
+            }),
             "gradients": {"layers": [_jsonable(x) for x in self.gradient_summary()]},
             "memory": {"peak_rss_bytes": run.peak_rss_bytes},
         }
