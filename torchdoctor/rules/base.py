@@ -63,5 +63,7 @@ def rule(
 
 def finding_for(code: str, title: str, **kwargs: Any) -> Finding:
     """A finding with the rule's declared severity unless the caller overrides it."""
-    severity = kwargs.pop("severity", None) or REGISTRY[code].severity
+    severity = kwargs.pop("severity", None)
+    if severity is None:  # Severity.INFO is 0: falsy, but given
+        severity = REGISTRY[code].severity
     return Finding(code=code, severity=severity, title=title, **kwargs)
