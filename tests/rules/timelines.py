@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Callable, Sequence
+
 from torchdoctor.config import Config
 from torchdoctor.rules import REGISTRY
-from torchdoctor.timeline import Event, LayerInfo, ModelInfo, StepRecord, Timeline
+from torchdoctor.timeline import EvalPass, Event, LayerInfo, ModelInfo, StepRecord, Timeline
 
 
 def make_timeline(norms: list[float], losses: list[float] | None = None, lr: float = 0.1,
@@ -32,4 +36,68 @@ def findings(code: str, tl: Timeline, **overrides: float):
     return rule.run(tl, params)
 
 
-__all__ = ["Event", "LayerInfo", "findings", "make_timeline"]
+def noisy_curve(clean: Sequence[float], noise: float, seed: int = 0) -> list[float]:
+    """`clean` times log-normal noise of relative spread `noise` (0.3: mini-batch losses +-30%)."""
+    rng = random.Random(seed)
+    return [v * math.exp(rng.gauss(0.0, noise)) for v in clean]
+
+
+def decay(n: int, start: float, end: float, tau: float) -> list[float]:
+    """An exponential approach from `start` to `end` over `n` points, time constant `tau` points."""
+    return [end + (start - end) * math.exp(-i / tau) for i in range(n)]
+
+
+def sampled(step: int) -> bool:
+    """The update-ratio probe's schedule: the first 3 steps, then every 10th."""
+    return step < 3 or step % 10 == 0
+
+
+def make_dynamics_timeline(
+    train_losses: Sequence[float],
+    steps_per_epoch: int | None = None,
+    val_losses: Sequence[float | None] | None = None,
+    val_acc: Sequence[float | None] | None = None,
+    val_epochs: Sequence[int] | None = None,
+    lr: float | Callable[[int], float] = 0.01,
+    update_ratios: float | Callable[[int], float] | None = None,
+    optimizer: str = "SGD",
+    hparams: dict | None = None,
+    module_types: dict[str, str] | None = None,
+    input_shape: list[int] | None = None,
+    num_params: int = 100_000,
+) -> Timeline:
+    """A run as the recorder leaves it: one StepRecord per training loss (epochs of `steps_per_epoch`
+    steps), one validation pass after each epoch (or after each epoch in `val_epochs`), update
+    ratios on the probe's sampled steps only."""
+    tl = Timeline()
+    types = module_types or {"fc1": "Linear", "act": "ReLU", "fc2": "Linear"}
+    tl.layers = [LayerInfo(name, t, [f"{name}.weight"], 1000, "weight")
+                 for name, t in types.items() if t in ("Linear", "Conv2d")]
+    tl.models = [ModelInfo("Net", types, num_params, num_params, input_shape)]
+    tl.optimizers = [optimizer]
+    lr_of = lr if callable(lr) else (lambda _step: lr)
+    tl.optimizer_hparams = {"lr": lr_of(0), "weight_decay": 0.0, **(hparams or {})}
+    tl.train_loss_fn = "cross_entropy"
+    for i, loss in enumerate(train_losses):
+        rec = StepRecord(step=i, epoch=i // steps_per_epoch if steps_per_epoch else None, loss=loss, lr=lr_of(i))
+        if update_ratios is not None and sampled(i):
+            rec.update_ratio = update_ratios(i) if callable(update_ratios) else update_ratios
+            rec.layer_update_ratios = [rec.update_ratio] * len(tl.layers)
+        tl.steps.append(rec)
+    tl.backward_calls = len(train_losses)
+    if val_losses is not None or val_acc is not None:
+        count = len(val_losses if val_losses is not None else val_acc)  # type: ignore[arg-type]
+        epochs = list(val_epochs) if val_epochs is not None else list(range(count))
+        spe = steps_per_epoch or 1
+        for k, epoch in enumerate(epochs):
+            tl.evaluations.append(EvalPass(
+                step=(epoch + 1) * spe, epoch=epoch,
+                loss=val_losses[k] if val_losses is not None else None,
+                accuracy=val_acc[k] if val_acc is not None else None,
+                samples=512, batches=4, loader="loader 2", loss_fn="cross_entropy",
+            ))
+    return tl
+
+
+__all__ = ["Event", "EvalPass", "LayerInfo", "decay", "findings", "make_dynamics_timeline", "make_timeline",
+           "noisy_curve", "sampled"]

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from ..config import Config
 from ..findings import Finding
 from ..timeline import Timeline
-from . import exploding_gradients, nonfinite_gradient, nonfinite_loss, vanishing_gradients  # noqa: F401
+from . import (  # noqa: F401
+    divergence,
+    exploding_gradients,
+    loss_plateau,
+    nonfinite_gradient,
+    nonfinite_loss,
+    overfitting,
+    vanishing_gradients,
+)
 from .base import REGISTRY, NotEvaluated, Param, Rule, rule
 
 __all__ = ["REGISTRY", "NotEvaluated", "Param", "Rule", "rule", "all_rules", "evaluate", "Evaluation"]

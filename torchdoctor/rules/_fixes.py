@@ -84,3 +84,51 @@ def add_normalization(tl: Timeline) -> Fix | None:
     )
 
 
+
+
+def warms_up(tl: Timeline) -> bool:
+    """Whether the learning rate rose over the first fifth of the run (a warm-up is already there)."""
+    lrs = [r.lr for r in tl.steps if r.lr is not None]
+    if len(lrs) < 2:
+        return False
+    early = lrs[: max(2, len(lrs) // 5)]
+    return lrs[0] < 0.5 * max(early)
+
+
+def add_warmup(tl: Timeline, steps: int) -> Fix | None:
+    """Linear warm-up over 5% of the observed steps (at least min(100, a fifth of them)), unless the
+    run already warms up."""
+    if steps < 2 or warms_up(tl):
+        return None
+    total = max(1, int(nice(max(0.05 * steps, min(100, steps // 5)))))
+    return Fix(
+        "add_warmup",
+        f"Warm the learning rate up from a tenth of its value over the first {total} steps, so the early "
+        "large gradients do not throw the weights off.",
+        {"total_iters": total, "start_factor": 0.1},
+        f"warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters={total})\n"
+        "# warmup.step() after each optimizer.step()",
+    )
+
+
+def raise_learning_rate(tl: Timeline, lr: float, ratio: float, target: float = 1e-3,
+                        max_factor: float = 1000.0) -> Fix | None:
+    """Scale the learning rate so the update-to-weight ratio reaches `target` (a step moves about a
+    thousandth of a weight's size in a healthy SGD run), at most `max_factor` times."""
+    if not lr or lr <= 0 or not ratio or ratio <= 0:
+        return None
+    wanted = target / ratio
+    factor = min(wanted, max_factor)
+    if factor <= 1:
+        return None
+    new = nice(lr * factor)
+    opt = tl.optimizers[0] if tl.optimizers else "SGD"
+    capped = (f" (capped at {max_factor:g}x of the {fmt(wanted)}x the ratio asks for: raise it further if the "
+              "loss still does not move)") if wanted > max_factor else ""
+    return Fix(
+        "raise_learning_rate",
+        f"Each step moves the weights by {fmt(ratio)} of their size, where about {fmt(target)} is typical: "
+        f"raise the learning rate about {nice(factor):g}x, from {fmt(lr)} to {fmt(new)}{capped}.",
+        {"lr": new, "current_lr": lr, "factor": nice(factor)},
+        f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
+    )
