@@ -186,7 +186,7 @@ class Recorder:
                 self.timeline.run.device = str(first.device)
         return state
 
-    def _finish_model(self, state: RootState) -> None:
+    def _finish_model(self, state: RootState, args: tuple = ()) -> None:
         """Once the first forward has shown the order, record the model and its layers."""
         module = state.module
         seen: dict[int, int] = {id(module): -1}  # the root is entered first (its own params: a cls token)
@@ -201,6 +201,7 @@ class Recorder:
             module_types=types,
             num_params=sum(p.numel() for p in params),
             trainable_params=sum(p.numel() for p in params if p.requires_grad),
+            input_shape=list(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None,
         )
         self.timeline.models.append(state.info)
         for _, sub in ordered:
@@ -253,7 +254,7 @@ class Recorder:
         if state is None:
             return
         if not state.order_done:
-            self._finish_model(state)
+            self._finish_model(state, args)
         self.last_call = (module, args, kwargs)
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
             self._on_eval_forward(output)
