@@ -104,11 +104,27 @@ def render_report(report: Report, console: Console | None = None, verbose: bool 
     said: set[tuple[str, str]] = set()
     for finding in shown:
         _render_finding(console, finding, verbose, report.timeline.module_type, said)
-    for code, why in report.not_evaluated.items():
-        if verbose or report.timeline.steps:
-            console.print(Text(f"not evaluated: {code} ({why})", style="dim"))
+    _render_not_evaluated(console, report, verbose)
     for message in report.internal_errors:
         console.print(Text(f"torchdoctor internal warning: {message}", style="magenta"))
+
+
+def _render_not_evaluated(console: Console, report: Report, verbose: bool) -> None:
+    """Each reason in full with -v; otherwise one line naming the rules, plus the one thing a
+    reader should know unasked: that no validation was seen, so overfitting could not be judged."""
+    skipped = report.not_evaluated
+    if not skipped or not (verbose or report.timeline.steps):
+        return
+    if verbose:
+        for code, why in skipped.items():
+            console.print(Text(f"not evaluated: {code} ({why})", style="dim"))
+        return
+    if "no validation" in skipped.get("overfitting", ""):
+        console.print(Text("no validation was observed: overfitting not judged (-v says how to get it seen)",
+                           style="dim"))
+    rest = [code for code in skipped if not (code == "overfitting" and "no validation" in skipped[code])]
+    if rest:
+        console.print(Text(f"not evaluated (-v says why): {', '.join(rest)}", style="dim"))
 
 
 def _render_finding(console: Console, finding: Finding, verbose: bool,
