@@ -57,3 +57,58 @@ def test_a_failing_localization_is_contained(monkeypatch):
     assert finding is not None and finding.step == 2
     assert finding.evidence["origin"] is None
     assert "could not replay the forward" in finding.evidence["origin_detail"]
+
+
+class ScriptedLoss(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.fc(x), y)
+
+
+def test_torchscript_compiles_the_wrapped_functional_losses_as_the_originals():
+    """torch.jit.script compiles F.cross_entropy from source when a scripted module calls it: the
+    wrapper must compile to exactly the original, or a working script would fail under us."""
+    torch.manual_seed(0)
+    plain = torch.jit.script(ScriptedLoss())
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    with torchdoctor.watch(print_report=False) as doctor:
+        torch.manual_seed(0)
+        scripted = torch.jit.script(ScriptedLoss())
+        opt = torch.optim.SGD(scripted.parameters(), lr=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            scripted(x, y).backward()
+            opt.step()
+    assert plain(x, y).item() > scripted(x, y).item()  # it trained
+    assert len(doctor.report.timeline.steps) == 3 and not doctor.report.internal_errors
+    assert F.cross_entropy is not None and not hasattr(F.cross_entropy, "__torchdoctor_original__")
+
+
+def test_a_compiled_training_step_trains_the_same_and_is_still_diagnosed():
+    """torch.compile traces the wrapped loss and the module hooks with fake tensors: the probes
+    must record nothing then (and not fail the trace), and the steps are still seen."""
+    def train() -> tuple[list[float], torch.Tensor]:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        step = torch.compile(lambda x, y: F.cross_entropy(model(x), y), backend="eager")
+        losses = []
+        for _ in range(4):
+            opt.zero_grad()
+            loss = step(torch.randn(8, 4), torch.randint(0, 3, (8,)))
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses, model[0].weight.detach().clone()
+
+    plain_losses, plain_weight = train()
+    torch._dynamo.reset()
+    with torchdoctor.watch(print_report=False) as doctor:
+        losses, weight = train()
+    torch._dynamo.reset()
+    assert losses == plain_losses and torch.equal(weight, plain_weight)
+    assert [r.loss for r in doctor.report.timeline.steps] == losses
+    assert not doctor.report.internal_errors

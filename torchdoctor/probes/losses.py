@@ -9,9 +9,12 @@ gradient is recorded (or with the model in `eval()`) belongs to an evaluation pa
 from __future__ import annotations
 
 import functools
+import types
 from typing import TYPE_CHECKING, Any
 
 import torch.nn.functional as F
+
+from . import tracing
 
 if TYPE_CHECKING:
     from ..recorder import Recorder
@@ -45,9 +48,17 @@ class LossProbe:
             setattr(F, name, original)
         self.saved = {}
 
+    def _observe(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        rec = self.recorder
+        try:
+            if not rec.replaying and not rec.in_backward and not tracing():
+                rec.on_loss(name, args, kwargs, out)
+        except Exception as exc:  # never let our bookkeeping fail the user's loss
+            rec.internal_error(f"loss probe: {type(exc).__name__}: {exc}", exc)
+
     def _wrap(self, name: str, original: Any) -> Any:
         probe = self
-        recorder = self.recorder
+        observe = self._observe  # closure variables only: the wrapper runs with F's globals (below)
 
         @functools.wraps(original)
         def loss(*args: Any, **kwargs: Any) -> Any:
@@ -56,9 +67,14 @@ class LossProbe:
                 out = original(*args, **kwargs)
             finally:
                 probe.depth -= 1
-            if probe.depth == 0 and not recorder.replaying and not recorder.in_backward:
-                recorder.on_loss(name, args, kwargs, out)
+            if probe.depth == 0:
+                observe(name, args, kwargs, out)
             return out
 
-        loss.__torchdoctor_original__ = original  # type: ignore[attr-defined]
-        return loss
+        # TorchScript compiles a scripted module's F.cross_entropy from source: it finds the
+        # original's source through __wrapped__, and resolves its names in the wrapper's globals.
+        # Giving the wrapper torch.nn.functional's globals makes it compile exactly the original.
+        scriptable = types.FunctionType(loss.__code__, vars(F), loss.__name__, loss.__defaults__, loss.__closure__)
+        functools.update_wrapper(scriptable, original)
+        scriptable.__torchdoctor_original__ = original  # type: ignore[attr-defined]
+        return scriptable

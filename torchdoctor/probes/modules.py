@@ -12,6 +12,8 @@ import torch
 import torch.nn.modules.module as module_globals
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 
+from . import tracing
+
 if TYPE_CHECKING:
     from ..recorder import Recorder, RootState
 
@@ -40,7 +42,7 @@ class ModuleProbe:
 
     def _pre(self, module: torch.nn.Module, args: tuple) -> None:
         rec = self.recorder
-        if rec.replaying or rec.in_backward:
+        if rec.replaying or rec.in_backward or tracing():
             # Forwards re-run inside backward() (activation checkpointing) are not new calls.
             return None
         try:
@@ -59,7 +61,7 @@ class ModuleProbe:
         # (kwargs, output) normally; just (output) when PyTorch calls always_call hooks after the
         # forward raised, where it ignores with_kwargs.
         rec = self.recorder
-        if rec.replaying or rec.in_backward:
+        if rec.replaying or rec.in_backward or tracing():
             return None
         self.depth = max(0, self.depth - 1)
         if self.depth == 0:
