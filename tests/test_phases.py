@@ -239,3 +239,20 @@ def test_fit_reports_its_validation_once_per_epoch():
     validation = result.report.timeline.validation()
     assert [e.loss for e in validation] == pytest.approx([row["val_loss"] for row in result.history])
     assert [e.accuracy for e in validation] == pytest.approx([row["val_acc"] for row in result.history])
+
+
+def test_a_model_too_large_to_copy_is_not_measured(monkeypatch):
+    """The weight copy for the update ratio is skipped above MAX_COPY_BYTES: a large model's
+    memory is not doubled on sampled steps."""
+    from torchdoctor.probes import updates
+
+    monkeypatch.setattr(updates, "MAX_COPY_BYTES", 40)  # the model holds 72 bytes
+    torch.manual_seed(0)
+    model = nn.Linear(8, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with torchdoctor.watch(model, opt, print_report=False) as doctor:
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(torch.randn(4, 8)), torch.randint(0, 2, (4,))).backward()
+            opt.step()
+    assert [r.update_ratio for r in doctor.report.timeline.steps] == [None, None, None]

@@ -12,6 +12,9 @@ import torch
 
 FIRST_STEPS = 3
 EVERY = 10
+# The copy of the weights must not be what runs the patient out of memory: a model larger than
+# this is not measured (the report then says the update ratio is unknown).
+MAX_COPY_BYTES = 512 * 2**20
 
 
 class UpdateSampler:
@@ -24,6 +27,9 @@ class UpdateSampler:
         return step < self.first or step % self.every == 0
 
     def capture(self, params: list[torch.nn.Parameter]) -> None:
+        if sum(p.numel() * p.element_size() for p in params) > MAX_COPY_BYTES:
+            self.before = None
+            return
         with torch.no_grad():
             self.before = [p.detach().clone() for p in params]
 
