@@ -256,3 +256,21 @@ def test_a_model_too_large_to_copy_is_not_measured(monkeypatch):
             F.cross_entropy(model(torch.randn(4, 8)), torch.randint(0, 2, (4,))).backward()
             opt.step()
     assert [r.update_ratio for r in doctor.report.timeline.steps] == [None, None, None]
+
+
+def test_an_evaluation_pass_is_read_back_at_the_next_step_not_held_to_the_end():
+    """Values stay on the device only until training resumes: a long run does not pile them up."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    counts = []
+    with torchdoctor.watch(model, opt, print_report=False) as doctor:
+        for _ in range(3):
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()  # the training loss closes the pass before it
+            opt.step()
+            counts.append(len(doctor.recorder.timeline.evaluations))
+            with torch.no_grad():
+                F.cross_entropy(model(x), y)
+    assert counts == [0, 1, 2] and len(doctor.report.timeline.evaluations) == 3

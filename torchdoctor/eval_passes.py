@@ -40,13 +40,22 @@ def loss_terms(name: str, args: tuple, kwargs: dict, out: Any) -> LossTerms | No
     reduction = kwargs.get("reduction", "mean")
     loss_sum = value.sum() if reduction == "sum" else value.mean() * samples
     terms = LossTerms(loss_sum, samples)
-    target = args[1] if len(args) > 1 else kwargs.get("target")
-    if name in CLASSIFICATION_LOSSES and isinstance(target, torch.Tensor) and is_class_target(inp, target):
-        ignore = kwargs.get("ignore_index", -100)
-        counted = target != ignore
-        terms.correct = ((inp.detach().argmax(1) == target) & counted).sum()
-        terms.counted = counted.sum()
+    counts = class_counts(name, args, kwargs)
+    if counts is not None:
+        terms.correct, terms.counted = counts
     return terms
+
+
+def class_counts(name: str, args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(correct predictions, counted targets) of a classification loss call, on the device."""
+    if name not in CLASSIFICATION_LOSSES or not args or not isinstance(args[0], torch.Tensor):
+        return None
+    inp = args[0]
+    target = args[1] if len(args) > 1 else kwargs.get("target")
+    if not isinstance(target, torch.Tensor) or not is_class_target(inp, target):
+        return None
+    counted = target != kwargs.get("ignore_index", -100)
+    return ((inp.detach().argmax(1) == target) & counted).sum(), counted.sum()
 
 
 def is_class_target(logits: torch.Tensor, target: torch.Tensor) -> bool:
@@ -83,6 +92,11 @@ class EvalTracker:
     def __init__(self) -> None:
         self.open: OpenPass | None = None
         self.passes: list[OpenPass] = []
+
+    @property
+    def pending(self) -> bool:
+        """An evaluation pass is open, or closed and not yet read back."""
+        return self.open is not None or bool(self.passes)
 
     def current(self, loader: int | None, step: int, epoch: int | None) -> OpenPass:
         """The open pass for batches of `loader`, opening a new one when the loader changed."""

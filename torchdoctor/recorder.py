@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .eval_passes import CLASSIFICATION_LOSSES, EvalTracker, derivable, loss_terms
+from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
 from .probes.updates import UpdateSampler, ratios
@@ -281,10 +281,9 @@ class Recorder:
             self.evals.close()  # training resumed: an evaluation pass before it is complete
             if self.timeline.train_loss_fn is None:
                 self.timeline.train_loss_fn = name
-            if name in CLASSIFICATION_LOSSES:
-                terms = loss_terms(name, args, kwargs, out)
-                if terms is not None and terms.correct is not None:
-                    self.pending_accuracy.append((terms.correct, terms.counted))
+            counts = class_counts(name, args, kwargs)
+            if counts is not None:
+                self.pending_accuracy.append(counts)
             return
         terms = loss_terms(name, args, kwargs, out)
         if terms is not None:
@@ -345,7 +344,7 @@ class Recorder:
         """A new pass over `loader` begins; returns its ordinal, which tags the pass's batches."""
         count = self.iterations.get(id(loader), 0) + 1
         self.iterations[id(loader)] = count
-        if count == 1 or id(loader) not in self.loader_names:
+        if id(loader) not in self.loader_names:
             self.loader_names[id(loader)] = f"loader {len(self.loader_names) + 1}"
         self.evals.restart(id(loader))
         ref = self.loader_refs.get(id(loader))
@@ -442,7 +441,7 @@ class Recorder:
         state = self._optimizer_state(optimizer)
         primary = self._is_primary(optimizer, state)
         state.steps += 1
-        if self.evals.open is not None:  # training resumed: the evaluation pass is complete
+        if self.evals.pending:  # training resumed: the evaluation passes before it are complete
             self._drain_evaluations()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
         self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None

@@ -173,14 +173,6 @@ class Timeline:
             start = ev.step
         return out
 
-    def epoch_train_loss(self) -> dict[int, float]:
-        """Mean finite training loss per epoch."""
-        sums: dict[int, list[float]] = {}
-        for r in self.steps:
-            if r.epoch is not None and r.loss is not None and math.isfinite(r.loss):
-                sums.setdefault(r.epoch, []).append(r.loss)
-        return {e: sum(v) / len(v) for e, v in sums.items()}
-
     def module_type(self, name: str) -> str | None:
         for m in self.models:
             if name in m.module_types:

@@ -24,12 +24,17 @@ def lr_before(tl: Timeline, step: int | None) -> float | None:
     return lr if lr is not None else tl.last_lr
 
 
+def optimizer_name(tl: Timeline, default: str | None = "SGD") -> str | None:
+    """The class of the optimizer the steps were counted on, for the snippets of fixes."""
+    return tl.optimizers[0] if tl.optimizers else default
+
+
 def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0) -> Fix | None:
     lr = lr_before(tl, step)
     if not lr:
         return None
     new = nice(lr / factor)
-    opt = tl.optimizers[0] if tl.optimizers else "SGD"
+    opt = optimizer_name(tl)
     return Fix(
         "lower_learning_rate",
         f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}.",
@@ -83,9 +88,6 @@ def add_normalization(tl: Timeline) -> Fix | None:
         if convs else "nn.Sequential(nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.ReLU())",
     )
 
-
-
-
 def warms_up(tl: Timeline) -> bool:
     """Whether the learning rate rose over the first fifth of the run (a warm-up is already there)."""
     lrs = [r.lr for r in tl.steps if r.lr is not None]
@@ -122,7 +124,7 @@ def raise_learning_rate(tl: Timeline, lr: float, ratio: float, target: float = 1
     if factor <= 1:
         return None
     new = nice(lr * factor)
-    opt = tl.optimizers[0] if tl.optimizers else "SGD"
+    opt = optimizer_name(tl)
     capped = (f" (capped at {max_factor:g}x of the {fmt(wanted)}x the ratio asks for: raise it further if the "
               "loss still does not move)") if wanted > max_factor else ""
     return Fix(

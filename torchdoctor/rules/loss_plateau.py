@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
 from ._dynamics import block_window, finite_losses, lr_span, progress
-from ._fixes import raise_learning_rate
+from ._fixes import optimizer_name, raise_learning_rate
 from ._numbers import fmt, median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 from .divergence import PARAMS as DIVERGENCE_PARAMS
@@ -111,7 +111,7 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     ratio = median(ratios) if ratios else None
     zero_fraction = sum(1 for r in ratios if r == 0) / len(ratios) if ratios else None
     lr = tl.last_lr if tl.last_lr is not None else tl.optimizer_hparams.get("lr")
-    opt = tl.optimizers[0] if tl.optimizers else "SGD"
+    opt = optimizer_name(tl)
     severity = None
     fixes: list[Fix] = []
     if ratio is None:
@@ -185,7 +185,7 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "zero_update_fraction": zero_fraction,
             "layer_update_ratios": per_layer,
             "lr": lr,
-            "optimizer": tl.optimizers[0] if tl.optimizers else None,
+            "optimizer": optimizer_name(tl, None),
             "loss_history": thin(series),
         },
         fixes=fixes,

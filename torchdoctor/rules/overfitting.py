@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..findings import Finding, Fix, Severity
 from ..timeline import EvalPass, ModelInfo, Timeline
 from ._dynamics import med3
-from ._fixes import label
+from ._fixes import label, optimizer_name
 from ._numbers import fmt, median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 
@@ -250,7 +250,7 @@ def _early_stopping(at: EvalPass, where: str, loss: float | None, acc: float | N
 
 def _weight_decay(tl: Timeline) -> Fix | None:
     hp = tl.optimizer_hparams
-    opt = tl.optimizers[0] if tl.optimizers else None
+    opt = optimizer_name(tl, None)
     wd = float(hp.get("weight_decay") or 0.0)
     lr = hp.get("lr") if hp.get("lr") is not None else tl.last_lr
     adaptive = opt in ("Adam", "AdamW", "NAdam", "RAdam", "Adamax")
