@@ -18,8 +18,10 @@ from typing import Any, TypeVar
 import torch
 
 from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
+from .probes import tracing
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
+from .probes.memory import MemoryMeter, cuda_capacity, cuda_counters, out_of_memory
 from .probes.updates import UpdateSampler, ratios
 from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
 
@@ -126,6 +128,8 @@ class Recorder:
         self.pending_accuracy: list[tuple[torch.Tensor, torch.Tensor]] = []  # (correct, counted) this step
         self.updates = UpdateSampler()
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
+        self.memory = MemoryMeter()
+        self.failed_in: tuple[str, str | None] | None = None  # (phase, module) where an exception left
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
         self._error_counts: dict[str, int] = {}
@@ -224,10 +228,17 @@ class Recorder:
 
     # -- module forward ------------------------------------------------------
     @guarded
-    def on_root_call(self, module: torch.nn.Module) -> RootState | None:
+    def on_root_call(self, module: torch.nn.Module, args: tuple = ()) -> RootState | None:
         """A module called while no other runs: a loss, or a model (discovered on first sight)."""
         if _is_loss_module(module):
             return None
+        self.failed_in = None
+        state = self._root_state(module)
+        if state is not None and self.memory.profile_due(self.step) and _training_forward(module):
+            self._begin_memory_profile(state, module, args)
+        return state
+
+    def _root_state(self, module: torch.nn.Module) -> RootState | None:
         key = id(module)
         state = self.roots.get(key)
         if state is None:
@@ -242,6 +253,33 @@ class Recorder:
             else:
                 state = self._discover(module)
         return state
+
+    def _begin_memory_profile(self, state: RootState, module: torch.nn.Module, args: tuple) -> None:
+        if type(module).__name__ == "OptimizedModule":  # torch.compile'd: saved tensors are its own
+            return
+        if self.memory.device is None:
+            first = next(module.parameters(), None)
+            self.memory.device = first.device if first is not None else None
+        self.memory.begin(self.step, module, args, state.module_names, state.module_names[id(module)],
+                          list(module.parameters()))
+
+    @guarded
+    def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
+        """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
+        if self.memory.capture is not None:
+            self.memory.end_forward()
+        if failed and self.failed_in is None:
+            self.failed_in = ("forward", None)
+
+    @guarded
+    def on_backward_failed(self) -> None:
+        self.failed_in = ("backward", None)
+
+    @guarded
+    def on_module_failed(self, module: torch.nn.Module) -> None:
+        """A module's forward raised; the first to say so is where it happened."""
+        if self.failed_in is None:
+            self.failed_in = ("forward", self.name_of(module))
 
     @guarded
     def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -319,8 +357,11 @@ class Recorder:
 
     # -- backward --------------------------------------------------------------
     @guarded
-    def on_backward(self, tensors: Any) -> None:
+    def on_backward(self, tensors: Any, retain_graph: bool = False) -> None:
         self.timeline.backward_calls += 1
+        self.failed_in = None
+        if retain_graph:
+            self.timeline.memory.retain_graph_calls += 1
         self.evals.on_backward()
         self.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
@@ -445,6 +486,8 @@ class Recorder:
             self._drain_evaluations()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
         self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
+        if primary and self.memory.pending is not None:
+            self.memory.at_step(state.params)
         extras, counts_accuracy, update = self._step_extras()
         numbers = measure_step(state.params, state.layer_of, losses, extras)
         accuracy = self._apply_extras(numbers.extras, counts_accuracy, update)
@@ -491,7 +534,15 @@ class Recorder:
                 measured = state and self.updates.measure(state.params, state.layer_of, len(self.timeline.layers))
                 if measured is not None:
                     self.pending_update = (self.timeline.steps[-1], measured)
+            self._after_step_memory()
             self.step += 1
+
+    def _after_step_memory(self) -> None:
+        meter = self.memory
+        if meter.pending is not None:
+            meter.after_step(s.ref() for s in list(self.optimizers.values()) if s.ref() is not None)
+        if meter.sample_due(self.step):
+            meter.sample(self.step)
 
     def _step_extras(self) -> tuple[list[torch.Tensor], bool, StepRecord | None]:
         """Numbers kept on the device that ride along with the step's read-back: this step's
@@ -566,7 +617,36 @@ class Recorder:
         """Read back what is still on the device (the last evaluation pass, the last sampled update),
         and catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
         self._finish_measurements()
+        self._finish_memory()
         self._catch_unstepped_nonfinite_loss()
+
+    @guarded
+    def _finish_memory(self) -> None:
+        meter, info = self.memory, self.timeline.memory
+        if meter.capture is not None:
+            meter.end_forward()
+        # A step that did not finish (the run died in it) still tells what it held so far.
+        info.profile = meter.profile or meter.pending
+        info.samples = meter.samples
+        device = meter.device
+        info.device = str(device) if device is not None else self.timeline.run.device
+        counters = cuda_counters(device)
+        if counters is not None:
+            info.peak_allocated = counters["peak_allocated"]
+            info.peak_reserved = counters["peak_reserved"]
+            info.capacity = cuda_capacity(device)
+        else:
+            info.capacity = _ram()
+
+    @guarded
+    def on_script_failed(self, exc: BaseException) -> None:
+        """The run died: if of an out-of-memory error, record where and what was being allocated."""
+        oom = out_of_memory(exc)
+        if oom is None:
+            return
+        phase, module = self.failed_in or (("optimizer step", None) if self.stepping else ("outside the model", None))
+        oom.update(phase=phase, module=module)
+        self.timeline.events.append(Event("out_of_memory", self.step, self.epoch, oom))
 
     @guarded
     def _finish_measurements(self) -> None:
@@ -600,6 +680,20 @@ class Recorder:
         self.first_pending_context = None
         self.roots.clear()
         self.optimizers.clear()
+
+
+def _training_forward(module: torch.nn.Module) -> bool:
+    return (module.training and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+            and not tracing())
+
+
+def _ram() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:
+        return None
 
 
 def _weak(obj: Any) -> Callable[[], Any]:

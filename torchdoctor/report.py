@@ -87,6 +87,46 @@ class Report:
             })
         return out
 
+    def memory_summary(self) -> dict[str, Any]:
+        """The memory report's data: the run's peaks, one measured step's breakdown (per module),
+        and the timeline of the process's memory."""
+        mem = self.timeline.memory
+        profile = mem.profile
+        out: dict[str, Any] = {
+            "device": mem.device,
+            "capacity_bytes": mem.capacity,
+            "budget_bytes": mem.budget,
+            "peak_rss_bytes": mem.peak_rss,
+            "peak_allocated_bytes": mem.peak_allocated,
+            "peak_reserved_bytes": mem.peak_reserved,
+            "retain_graph_calls": mem.retain_graph_calls,
+            "step": None,
+            "modules": [],
+            "timeline": _downsample([[m.step, m.rss, m.allocated, m.reserved] for m in mem.samples]),
+            "timeline_columns": ["step", "rss_bytes", "allocated_bytes", "reserved_bytes"],
+        }
+        if profile is None:
+            return out
+        total = profile.step_total
+        out["step"] = {
+            "measured_at_step": profile.step,
+            "batch_size": profile.batch_size,
+            "parameters": profile.parameters,
+            "gradients": profile.gradients,
+            "gradients_in_forward": profile.gradients_in_forward,
+            "optimizer_state": profile.optimizer_state,
+            "activations": profile.activations,
+            "batch": profile.batch,
+            "estimated_peak": total,
+            "per_sample": profile.per_sample,
+            "activation_dtypes": profile.activation_dtypes,
+        }
+        out["modules"] = [
+            {**asdict(m), "share_of_peak": (m.parameters + m.gradients + m.activations) / total if total else None}
+            for m in profile.modules
+        ]
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         tl = self.timeline
         run = tl.run
@@ -124,7 +164,7 @@ class Report:
                 "evaluations": [asdict(e) for e in tl.evaluations],
             }),
             "gradients": {"layers": [_jsonable(x) for x in self.gradient_summary()]},
-            "memory": {"peak_rss_bytes": run.peak_rss_bytes},
+            "memory": _jsonable(self.memory_summary()),
         }
 
     def save_json(self, path: str | Path) -> None:

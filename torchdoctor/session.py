@@ -95,6 +95,8 @@ class Doctor:
         if self in _active:
             _active.remove(self)
         rec = self.recorder
+        if exception is not None:
+            rec.on_script_failed(exception)
         rec.finalize()
         run = rec.timeline.run
         run.duration_s = time.perf_counter() - self._started
@@ -103,7 +105,7 @@ class Doctor:
             run.script_exception = f"{type(exception).__name__}: {exception}"
         if rec.train_loader is not None:
             run.epochs = rec.loader_iters.get(rec.train_loader)
-        run.peak_rss_bytes = _peak_rss()
+        run.peak_rss_bytes = rec.timeline.memory.peak_rss = _peak_rss()
         self.report = self.diagnose()
         rec.close()
         return self.report

@@ -94,6 +94,73 @@ class Event:
 
 
 @dataclass
+class MemorySample:
+    """The process's memory after a step: RSS on every device, the CUDA allocator's counters there."""
+
+    step: int
+    rss: int | None
+    allocated: int | None = None
+    reserved: int | None = None
+
+
+@dataclass
+class ModuleMemory:
+    """One module's share of a training step: bytes of its own parameters and of the tensors it
+    saved for backward (ops in a parent's own forward count for the parent)."""
+
+    name: str
+    type: str
+    parameters: int = 0
+    gradients: int = 0
+    activations: int = 0
+    input_bytes: int = 0  # its first input: what gradient checkpointing would still keep
+
+
+@dataclass
+class MemoryProfile:
+    """The breakdown of one measured training step, in bytes."""
+
+    step: int
+    batch_size: int | None = None
+    parameters: int = 0
+    gradients: int = 0
+    gradients_in_forward: int = 0  # gradients still alive while the forward ran (not set to None)
+    optimizer_state: int = 0
+    activations: int = 0  # saved for backward, parameters and the input batch excluded
+    batch: int = 0  # the input batch, when autograd saved it
+    activation_dtypes: dict[str, int] = field(default_factory=dict)
+    modules: list[ModuleMemory] = field(default_factory=list)  # in forward order
+
+    @property
+    def step_total(self) -> int:
+        """What the step holds at its peak, bounded above: everything at once."""
+        return self.parameters + self.gradients + self.optimizer_state + self.activations + self.batch
+
+    @property
+    def per_sample(self) -> float | None:
+        """Bytes that grow with each sample of the batch."""
+        if not self.batch_size:
+            return None
+        return (self.activations + self.batch) / self.batch_size
+
+
+@dataclass
+class MemoryInfo:
+    """The memory picture of the run."""
+
+    device: str = "cpu"
+    capacity: int | None = None  # the device's memory (CUDA), or the machine's RAM
+    budget: int | None = None  # --memory-budget: what the user asks to fit in
+    samples: list[MemorySample] = field(default_factory=list)
+    profile: MemoryProfile | None = None
+    peak_rss: int | None = None
+    peak_allocated: int | None = None  # CUDA, over the whole run
+    peak_reserved: int | None = None
+    retain_graph_calls: int = 0  # backward(retain_graph=True) calls
+    losses_kept: int = 0  # training losses (with their graphs) still referenced steps after their step
+
+
+@dataclass
 class RunInfo:
     argv: list[str] = field(default_factory=list)
     exit_status: int | None = None
@@ -121,6 +188,7 @@ class Timeline:
     train_loss_fn: str | None = None  # the loss function the training steps backwarded, e.g. "cross_entropy"
     eval_forwards: int = 0  # model forwards in evaluation mode (no_grad, inference_mode or eval())
     backward_calls: int = 0
+    memory: MemoryInfo = field(default_factory=MemoryInfo)
     internal_errors: list[str] = field(default_factory=list)
 
     # -- queries rules use -------------------------------------------------

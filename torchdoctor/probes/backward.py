@@ -38,12 +38,15 @@ class BackwardProbe:
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
             if recorder.replaying:
                 return original(tensors, *args, **kwargs)
-            recorder.on_backward(probe.unscaled(tensors))
+            recorder.on_backward(probe.unscaled(tensors), _retains_graph(args, kwargs))
             # Module calls while backward runs (activation checkpointing re-running a block's
             # forward) are recomputation, not forwards of the script: the module probe skips them.
             recorder.in_backward += 1
             try:
                 return original(tensors, *args, **kwargs)
+            except BaseException:
+                recorder.on_backward_failed()
+                raise
             finally:
                 recorder.in_backward -= 1
 
@@ -96,3 +99,13 @@ class BackwardProbe:
             cls.scale = original_scale
             self.original_scale = None
         self.scaled = None
+
+
+def _retains_graph(args: tuple, kwargs: dict) -> bool:
+    """backward(tensors, grad_tensors, retain_graph, create_graph): create_graph retains it too."""
+    try:
+        retain = kwargs.get("retain_graph", args[1] if len(args) > 1 else None)
+        create = kwargs.get("create_graph", args[2] if len(args) > 2 else False)
+        return bool(retain if retain is not None else create)
+    except Exception:
+        return False

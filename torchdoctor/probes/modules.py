@@ -47,11 +47,14 @@ class ModuleProbe:
             return None
         try:
             if self.depth == 0:
-                state = rec.on_root_call(module)
+                state = rec.on_root_call(module, args)
                 if state is not None and not state.order_done:
                     self.ordering = state
-            elif self.ordering is not None:
-                self.ordering.forward_order.append(id(module))
+            else:
+                if self.ordering is not None:
+                    self.ordering.forward_order.append(id(module))
+                if rec.memory.capture is not None:
+                    rec.memory.capture.enter(module, args)
         except Exception as exc:  # never let our bookkeeping fail the user's forward
             rec.internal_error(f"module pre-hook: {type(exc).__name__}: {exc}", exc)
         self.depth += 1
@@ -64,13 +67,21 @@ class ModuleProbe:
         if rec.replaying or rec.in_backward or tracing():
             return None
         self.depth = max(0, self.depth - 1)
+        failed = len(rest) != 2
+        if failed:
+            rec.on_module_failed(module)
         if self.depth == 0:
             self.ordering = None
-            if len(rest) == 2:
+            rec.on_root_exit(module, failed)
+            if not failed:
                 rec.on_root_done(module, args, rest[0], rest[1])
+        elif rec.memory.capture is not None:
+            rec.memory.capture.exit()
         return None
 
     def reset_depth(self) -> None:
         """A KeyboardInterrupt inside a forward skips the post hooks; steps resynchronise."""
         self.depth = 0
         self.ordering = None
+        if self.recorder.memory.capture is not None:
+            self.recorder.memory.end_forward()

@@ -1,0 +1,296 @@
+"""What a training step holds in memory, and how the process's memory moves from step to step.
+
+Two measurements, both cheap enough to leave on:
+
+- A timeline of the process: RSS (psutil) on every device, and on CUDA the caching
+  allocator's counters, which are host-side numbers (no synchronization). RSS costs ~30 us
+  to read, so it is sampled: every step at first, then every `every`-th.
+- The breakdown of one training step (parameters, gradients, optimizer state, and the
+  activations autograd saved for backward, per module), taken on a few sampled steps.
+  Activations are seen through `torch.autograd.graph.saved_tensors_hooks` pushed for one
+  training forward: the pack hook returns the tensor unchanged (autograd keeps exactly what
+  it would have kept) and notes its storage once, attributed to the innermost module running.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from ..timeline import MemoryProfile, MemorySample, ModuleMemory
+
+FIRST_STEPS = 20  # sampled every step
+EVERY = 10  # then every this many steps
+MAX_SAMPLES = 2000  # beyond this the series is thinned and the stride doubled
+PROFILE_STEPS = (0, 50)  # training forwards whose saved activations are measured, then every 500th
+PROFILE_EVERY = 500
+
+
+def storage_key(t: torch.Tensor) -> tuple[int, int] | None:
+    """(data pointer, bytes) of the storage behind a tensor; None where there is no real storage."""
+    try:
+        if t.device.type == "meta" or t.is_sparse or t.is_nested:
+            return None
+        storage = t.untyped_storage()
+        return storage.data_ptr(), storage.nbytes()
+    except Exception:  # functorch/fake/subclass tensors without a plain storage
+        return None
+
+
+def total_bytes(tensors: Iterable[Any], exclude: set[int] | None = None) -> int:
+    """Bytes of the distinct storages among `tensors` (views and repeats counted once)."""
+    seen: set[int] = set(exclude or ())
+    total = 0
+    for t in tensors:
+        if not isinstance(t, torch.Tensor):
+            continue
+        key = storage_key(t)
+        if key is None or key[0] in seen or key[0] == 0:
+            continue
+        seen.add(key[0])
+        total += key[1]
+    return total
+
+
+def optimizer_state_tensors(optimizer: Any) -> Iterable[torch.Tensor]:
+    try:
+        for state in optimizer.state.values():
+            if isinstance(state, dict):
+                for value in state.values():
+                    if isinstance(value, torch.Tensor) and value.numel() > 1:
+                        yield value
+    except Exception:
+        return
+
+
+def _rss() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return None
+
+
+def cuda_counters(device: torch.device | None) -> dict[str, int] | None:
+    """The caching allocator's counters for `device`; None when CUDA was never used (asking
+    would create a context on the user's GPU)."""
+    if device is None or device.type != "cuda" or not torch.cuda.is_initialized():
+        return None
+    try:
+        return {
+            "allocated": int(torch.cuda.memory_allocated(device)),
+            "reserved": int(torch.cuda.memory_reserved(device)),
+            "peak_allocated": int(torch.cuda.max_memory_allocated(device)),
+            "peak_reserved": int(torch.cuda.max_memory_reserved(device)),
+        }
+    except Exception:
+        return None
+
+
+def cuda_capacity(device: torch.device | None) -> int | None:
+    if device is None or device.type != "cuda" or not torch.cuda.is_initialized():
+        return None
+    try:
+        return int(torch.cuda.mem_get_info(device)[1])
+    except Exception:
+        return None
+
+
+class ActivationCapture:
+    """Saved-for-backward storages of one forward, attributed to the module that saved them."""
+
+    def __init__(self, exclude: set[int], names: dict[int, str], root_name: str) -> None:
+        self.exclude = exclude  # storages that are parameters (counted as such)
+        self.names = names
+        self.stack: list[str] = [root_name]
+        self.seen: set[int] = set()
+        self.saved: dict[str, int] = {}  # module name -> bytes
+        self.inputs: dict[str, int] = {}  # module name -> bytes of its first input (what checkpointing keeps)
+        self.order: list[str] = [root_name]
+        self.dtypes: dict[str, int] = {}  # dtype -> bytes
+        self.batch_ptr: int | None = None
+        self.batch_bytes = 0
+        self.context: Any = None
+
+    def start(self, batch: Any) -> bool:
+        key = storage_key(batch) if isinstance(batch, torch.Tensor) else None
+        if key is not None:
+            self.batch_ptr, self.batch_bytes = key
+        try:
+            self.context = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+            self.context.__enter__()
+        except Exception:  # disable_saved_tensors_hooks is in force: measure nothing
+            self.context = None
+            return False
+        return True
+
+    def stop(self) -> None:
+        if self.context is not None:
+            context, self.context = self.context, None
+            context.__exit__(None, None, None)
+
+    def enter(self, module: torch.nn.Module, args: tuple) -> None:
+        name = self.names.get(id(module), type(module).__name__)
+        self.stack.append(name)
+        if name not in self.inputs:
+            self.order.append(name)
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            self.inputs[name] = first.numel() * first.element_size() if first is not None else 0
+
+    def exit(self) -> None:
+        if len(self.stack) > 1:
+            self.stack.pop()
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        try:
+            key = storage_key(t)
+            if key is not None and key[0] not in self.seen and key[0] not in self.exclude and key[0]:
+                self.seen.add(key[0])
+                if key[0] == self.batch_ptr:
+                    return t
+                owner = self.stack[-1]
+                self.saved[owner] = self.saved.get(owner, 0) + key[1]
+                dtype = str(t.dtype).replace("torch.", "")
+                self.dtypes[dtype] = self.dtypes.get(dtype, 0) + key[1]
+        except Exception:
+            pass
+        return t
+
+
+def _unpack(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
+class MemoryMeter:
+    """Owned by the recorder: samples the timeline at steps and measures a step's breakdown."""
+
+    def __init__(self) -> None:
+        self.samples: list[MemorySample] = []
+        self.stride = 1
+        self.device: torch.device | None = None
+        self.capture: ActivationCapture | None = None
+        self.pending: MemoryProfile | None = None  # measured this step, completed at its end
+        self.profile: MemoryProfile | None = None  # the largest measured step
+        self.profiles = 0
+        self._modules: list[tuple[str, str, list[torch.nn.Parameter]]] = []  # of the measured step
+
+    # -- the per-step timeline -------------------------------------------------------
+    def sample_due(self, step: int) -> bool:
+        return step < FIRST_STEPS or step % (EVERY * self.stride) == 0
+
+    def sample(self, step: int) -> None:
+        counters = cuda_counters(self.device)
+        self.samples.append(MemorySample(
+            step=step, rss=_rss(),
+            allocated=counters["allocated"] if counters else None,
+            reserved=counters["reserved"] if counters else None,
+        ))
+        if len(self.samples) > MAX_SAMPLES:  # a long run: keep every other point, sample half as often
+            self.samples = self.samples[::2]
+            self.stride *= 2
+
+    # -- the breakdown of a step -------------------------------------------------------
+    def profile_due(self, step: int) -> bool:
+        if self.capture is not None or self.pending is not None:
+            return False
+        return step in PROFILE_STEPS or (step > 0 and step % PROFILE_EVERY == 0)
+
+    def begin(self, step: int, module: torch.nn.Module, args: tuple, names: dict[int, str],
+              root_name: str, params: list[torch.nn.Parameter]) -> None:
+        """The training forward of `step` starts: measure what it saves for backward."""
+        exclude = {k[0] for p in params if (k := storage_key(p)) is not None}
+        batch = args[0] if args else None
+        capture = ActivationCapture(exclude, names, root_name)
+        if not capture.start(batch):
+            return
+        self.capture = capture
+        self.pending = MemoryProfile(
+            step=step,
+            batch_size=int(batch.shape[0]) if isinstance(batch, torch.Tensor) and batch.dim() > 0 else None,
+            parameters=total_bytes(params),
+            gradients_in_forward=total_bytes(p.grad for p in params),
+            batch=capture.batch_bytes,
+        )
+        self._modules = [(names.get(id(m), type(m).__name__), type(m).__name__, list(m.parameters(recurse=False)))
+                         for m in module.modules()]
+
+    def end_forward(self) -> None:
+        """The forward is over (or raised): stop seeing saved tensors, keep what was seen."""
+        capture, self.capture = self.capture, None
+        if capture is None or self.pending is None:
+            return
+        capture.stop()
+        profile = self.pending
+        profile.activations = sum(capture.saved.values())
+        profile.activation_dtypes = dict(capture.dtypes)
+        rank = {n: i for i, n in enumerate(capture.order)}
+        modules = [
+            ModuleMemory(name=n, type=t, parameters=total_bytes(ps), activations=capture.saved.get(n, 0),
+                         input_bytes=capture.inputs.get(n, 0))
+            for n, t, ps in self._modules
+        ]
+        modules = [m for m in modules if m.parameters or m.activations]
+        modules.sort(key=lambda m: rank.get(m.name, len(rank)))
+        profile.modules = modules
+
+    def at_step(self, params: list[torch.nn.Parameter]) -> None:
+        """Before optimizer.step(): the gradients exist now."""
+        profile = self.pending
+        if profile is None or self.capture is not None or profile.gradients:
+            return
+        profile.gradients = total_bytes(p.grad for p in params)
+        grads = {n: total_bytes(p.grad for p in ps) for n, _, ps in self._modules}
+        for m in profile.modules:
+            m.gradients = grads.get(m.name, 0)
+
+    def after_step(self, optimizers: Iterable[Any]) -> None:
+        """After optimizer.step(): its state exists now (Adam's moments appear at the first step)."""
+        profile, self.pending = self.pending, None
+        self._modules = []
+        if profile is None:
+            return
+        profile.optimizer_state = total_bytes(t for o in optimizers for t in optimizer_state_tensors(o))
+        self.profiles += 1
+        if self.profile is None or profile.step_total >= self.profile.step_total:
+            self.profile = profile
+
+
+ALLOCATION = re.compile(
+    r"[Tt]ried to allocate (?:(?P<bytes>\d+) bytes|(?P<num>[\d.]+) ?(?P<unit>[KMGT]i?B))"
+)
+UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+         "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def out_of_memory(exc: BaseException | None) -> dict[str, Any] | None:
+    """If `exc` is an out-of-memory error (CUDA's, or the CPU allocator's), what it says: the
+    kind and how many bytes were being allocated."""
+    if exc is None:
+        return None
+    message = str(exc)
+    cuda_oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if cuda_oom is not None and isinstance(exc, cuda_oom):
+        kind = "cuda"
+    elif isinstance(exc, MemoryError):
+        kind = "cpu"
+    elif isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in message or "DefaultCPUAllocator" in message and "allocate" in message
+    ):
+        kind = "cpu"
+    elif isinstance(exc, RuntimeError) and "out of memory" in message.lower():
+        kind = "cuda" if "cuda" in message.lower() or "gpu" in message.lower() else "cpu"
+    else:
+        return None
+    requested = None
+    found = ALLOCATION.search(message)
+    if found:
+        if found.group("bytes"):
+            requested = int(found.group("bytes"))
+        else:
+            requested = int(float(found.group("num")) * UNITS[found.group("unit").upper()])
+    first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return {"kind": kind, "requested_bytes": requested, "message": first_line[:300]}
