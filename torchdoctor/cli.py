@@ -65,13 +65,16 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PYPROJECT",
               help="Read [tool.torchdoctor] from this file (default: the nearest pyproject.toml above the "
               "script).")
+@click.option("--memory-budget", metavar="SIZE",
+              help="Check that a training step fits in SIZE (e.g. 16GiB, 512MB): will it fit on that GPU?")
+@click.option("--memory-report", is_flag=True, help="Print the memory report: per-module table and key numbers.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
-        settings: tuple[str, ...], config_path: str | None, quiet: bool, verbose: bool,
-        target: str, args: tuple[str, ...]) -> int:
+        settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, memory_report: bool,
+        quiet: bool, verbose: bool, target: str, args: tuple[str, ...]) -> int:
     """Run a training script unchanged and diagnose it.
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
@@ -90,10 +93,10 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
             start = Path(prepared.file).resolve().parent if not module else Path.cwd()
             pyproject = find_pyproject(start) or find_pyproject(Path.cwd())
         config = build_config(read_pyproject_table(pyproject), disable, settings, fail_on,
-                              origin=str(pyproject or "pyproject.toml"))
+                              origin=str(pyproject or "pyproject.toml"), memory_budget=memory_budget)
     except (BadTarget, ConfigError) as exc:
         raise BadInput(str(exc)) from None
-    return run_prepared(prepared, list(args), config, json_target, quiet, verbose)
+    return run_prepared(prepared, list(args), config, json_target, quiet, verbose, memory_report)
 
 
 @contextlib.contextmanager
@@ -116,11 +119,12 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
-                 quiet: bool = False, verbose: bool = False) -> int:
+                 quiet: bool = False, verbose: bool = False, memory_report: bool = False) -> int:
     from .execfile import run_target
     from .session import Doctor
 
-    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose)
+    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose,
+                    memory_report=memory_report)
     doctor.start()
     assert doctor.recorder is not None
     doctor.recorder.timeline.run.argv = [prepared.display, *args]

@@ -27,6 +27,7 @@ class Config:
     disabled: set[str] = field(default_factory=set)
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
     fail_on: Severity | None = None
+    memory_budget: int | None = None  # bytes the training step should fit in (--memory-budget)
 
     def params_for(self, rule: Rule) -> dict[str, float]:
         params = rule.defaults()
@@ -85,6 +86,7 @@ def build_config(
     settings: tuple[str, ...] | list[str] = (),
     fail_on: str | None = None,
     origin: str = "pyproject.toml",
+    memory_budget: str | None = None,
 ) -> Config:
     """Merge pyproject settings and CLI options (the CLI wins)."""
     cfg = Config()
@@ -93,6 +95,7 @@ def build_config(
         _check_code(code, origin)
         cfg.disabled.add(code)
     table_fail_on = table.pop("fail-on", table.pop("fail_on", None))
+    table_budget = table.pop("memory-budget", table.pop("memory_budget", None))
     for key, value in table.items():
         if not isinstance(value, dict):
             raise ConfigError(f"{origin}: unknown setting {key!r} in [tool.torchdoctor]")
@@ -112,6 +115,9 @@ def build_config(
         if not sep or not dot:
             raise ConfigError(f"--set expects CODE.THRESHOLD=VALUE, got {item!r}")
         _set_threshold(cfg, code, name.strip(), value.strip(), "--set")
+    budget, where = (memory_budget, "--memory-budget") if memory_budget is not None else (table_budget, origin)
+    if budget is not None:
+        cfg.memory_budget = _size(budget, where)
     chosen = fail_on if fail_on is not None else table_fail_on
     if chosen is not None:
         try:
@@ -119,3 +125,12 @@ def build_config(
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     return cfg
+
+
+def _size(value: Any, origin: str) -> int:
+    from .units import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None

@@ -173,10 +173,15 @@ class Report:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     # -- terminal -------------------------------------------------------------------
-    def render(self, console: Any = None, verbose: bool = False) -> None:
-        from .render.terminal import render_report
+    def render(self, console: Any = None, verbose: bool = False, memory: bool = False) -> None:
+        from .render.terminal import default_console, render_report
 
+        console = console or default_console()
         render_report(self, console=console, verbose=verbose)
+        if memory:
+            from .render.memory import render_memory
+
+            render_memory(self, console=console, verbose=verbose)
 
     def to_text(self, width: int = 100) -> str:
         import io

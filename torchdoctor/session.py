@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import resource
@@ -46,10 +47,17 @@ class Doctor:
         print_report: bool = True,
         verbose: bool = False,
         console: Any = None,
+        memory_budget: int | str | None = None,
+        memory_report: bool = False,
     ) -> None:
         self.models = _as_list(models)
         self.optimizers = _as_list(optimizers)
         self.config = config or Config()
+        if memory_budget is not None:
+            from .units import parse_size
+
+            self.config = dataclasses.replace(self.config, memory_budget=parse_size(memory_budget))
+        self.memory_report = memory_report
         self.json_path = Path(json_path).resolve() if json_path else None
         self.print_report = print_report
         self.verbose = verbose
@@ -106,6 +114,7 @@ class Doctor:
         if rec.train_loader is not None:
             run.epochs = rec.loader_iters.get(rec.train_loader)
         run.peak_rss_bytes = rec.timeline.memory.peak_rss = _peak_rss()
+        rec.timeline.memory.budget = self.config.memory_budget
         self.report = self.diagnose()
         rec.close()
         return self.report
@@ -134,7 +143,7 @@ class Doctor:
                 print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
         if self.print_report:
             try:
-                self.report.render(self.console, verbose=self.verbose)
+                self.report.render(self.console, verbose=self.verbose, memory=self.memory_report)
             except Exception as exc:  # a broken terminal must not break the patient
                 print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
 
@@ -166,7 +175,8 @@ class Doctor:
 
     def clone(self) -> Doctor:
         return Doctor(self.models, self.optimizers, config=self.config, json_path=self.json_path,
-                      print_report=self.print_report, verbose=self.verbose, console=self.console)
+                      print_report=self.print_report, verbose=self.verbose, console=self.console,
+                      memory_report=self.memory_report)
 
     def log(self, **values: float) -> None:
         """Record values the probes cannot see, e.g. `doctor.log(val_loss=0.41, val_acc=0.87)` for a
@@ -193,7 +203,8 @@ def watch(
 ) -> Doctor:
     """Watch a training loop: `with watch(model, optimizer) as doctor:` or `@watch()`.
 
-    Options: `config`, `json_path`, `print_report` (default True), `verbose`, `console`.
+    Options: `config`, `json_path`, `print_report` (default True), `verbose`, `console`,
+    `memory_budget` ("16GiB": check that a step would fit there), `memory_report` (print the table).
     """
     return Doctor(model, optimizer, **options)
 

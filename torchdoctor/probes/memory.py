@@ -233,7 +233,7 @@ class MemoryMeter:
                          input_bytes=capture.inputs.get(n, 0))
             for n, t, ps in self._modules
         ]
-        modules = [m for m in modules if m.parameters or m.activations]
+        modules = [m for m in modules if m.parameters or m.activations or m.name in capture.inputs]
         modules.sort(key=lambda m: rank.get(m.name, len(rank)))
         profile.modules = modules
 
@@ -262,6 +262,7 @@ class MemoryMeter:
 ALLOCATION = re.compile(
     r"[Tt]ried to allocate (?:(?P<bytes>\d+) bytes|(?P<num>[\d.]+) ?(?P<unit>[KMGT]i?B))"
 )
+UNALLOCATED = re.compile(r"(?P<num>[\d.]+) ?(?P<unit>[KMGT]i?B) is reserved by PyTorch but unallocated")
 UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -291,6 +292,13 @@ def out_of_memory(exc: BaseException | None) -> dict[str, Any] | None:
         if found.group("bytes"):
             requested = int(found.group("bytes"))
         else:
-            requested = int(float(found.group("num")) * UNITS[found.group("unit").upper()])
+            requested = _size(found.group("num"), found.group("unit"))
+    unallocated = UNALLOCATED.search(message)
     first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    return {"kind": kind, "requested_bytes": requested, "message": first_line[:300]}
+    return {"kind": kind, "requested_bytes": requested, "message": first_line[:300],
+            "reserved_unallocated_bytes": _size(unallocated.group("num"), unallocated.group("unit"))
+            if unallocated else None}
+
+
+def _size(number: str, unit: str) -> int:
+    return int(float(number) * UNITS[unit.upper()])

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from ..findings import Finding, Severity
 from ..rules._numbers import fmt
+from ..units import format_bytes
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -44,7 +45,7 @@ def evidence_line(finding: Finding, verbose: bool = False) -> str:
     for key, v in finding.evidence.items():
         if v is None or key in ("step",) or (v is False and not verbose):  # a flag that is off says nothing
             continue
-        shown = _value(v)
+        shown = format_bytes(v) if key.endswith("_bytes") and isinstance(v, int) else _value(v)
         if shown is None or (isinstance(v, str) and len(v) > 48):
             if not verbose:
                 continue
@@ -91,11 +92,16 @@ def healthy_line(report: Report) -> str:
     return "healthy: " + ", ".join(bits)
 
 
+def default_console() -> Console:
+    """stderr, so the report never mixes into what the script prints on stdout."""
+    console = Console(file=sys.stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(file=sys.stderr, highlight=False, width=100)
+    return console
+
+
 def render_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
-    if console is None:
-        console = Console(file=sys.stderr, highlight=False)
-        if not console.is_terminal:
-            console = Console(file=sys.stderr, highlight=False, width=100)
+    console = console or default_console()
     console.print(Text("torchdoctor ", style="bold") + Text(_header(report), style="dim"))
     shown = [f for f in report.findings if verbose or f.severity >= Severity.WARNING]
     if not shown:

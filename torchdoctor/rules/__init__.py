@@ -11,8 +11,10 @@ from . import (  # noqa: F401
     divergence,
     exploding_gradients,
     loss_plateau,
+    memory_pressure,
     nonfinite_gradient,
     nonfinite_loss,
+    out_of_memory,
     overfitting,
     vanishing_gradients,
 )

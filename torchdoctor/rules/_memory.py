@@ -1,0 +1,204 @@
+"""Memory arithmetic and the fixes that follow from it, shared by the memory rules.
+
+Everything here reads one measured training step (`MemoryProfile`): parameters, gradients and
+optimizer state do not depend on the batch size; activations and the batch grow with it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..findings import Fix
+from ..timeline import MemoryProfile, ModuleMemory, Timeline
+from ..units import format_bytes
+from ._fixes import optimizer_name
+
+HALF_PRECISION = frozenset({"float16", "bfloat16"})
+
+
+def breakdown(profile: MemoryProfile | None) -> dict[str, int | None]:
+    if profile is None:
+        return {}
+    return {
+        "parameters": profile.parameters,
+        "gradients": profile.gradients,
+        "optimizer_state": profile.optimizer_state,
+        "activations": profile.activations,
+        "batch": profile.batch,
+        "batch_size": profile.batch_size,
+    }
+
+
+def largest_parts(profile: MemoryProfile) -> list[str]:
+    """The breakdown in words, largest first: `activations 1.2 GiB, optimizer state 300 MiB`."""
+    parts = [("activations", profile.activations + profile.batch), ("parameters", profile.parameters),
+             ("gradients", profile.gradients), ("optimizer state", profile.optimizer_state)]
+    return [f"{name} {format_bytes(size)}" for name, size in sorted(parts, key=lambda p: -p[1]) if size]
+
+
+def subtree(modules: list[ModuleMemory], name: str) -> list[ModuleMemory]:
+    return [m for m in modules if m.name == name or m.name.startswith(name + ".")]
+
+
+@dataclass
+class Checkpointing:
+    modules: list[str]
+    saved: int  # bytes of activations no longer held at the peak
+
+
+def checkpoint_plan(profile: MemoryProfile, max_modules: int = 8) -> Checkpointing | None:
+    """Which modules to wrap in `torch.utils.checkpoint`, and what that saves.
+
+    A checkpointed block keeps only its input; in backward it recomputes its activations, so
+    one block's activations exist again at a time. Checkpointing blocks S1..Sk lowers the
+    activation peak by sum(act(Si) - input(Si)) - max(act(Si)). Each block size cap is tried:
+    blocks up to the cap, disjoint, best first.
+    """
+    modules = profile.modules
+    names = [m.name for m in modules]
+    candidates = []
+    for m in modules:
+        held = sum(x.activations for x in subtree(modules, m.name))
+        gain = held - m.input_bytes
+        if gain > 0 and m.input_bytes > 0:  # the model itself has no recorded input: not a candidate
+            candidates.append((m.name, held, gain))
+    if not candidates:
+        return None
+    best: Checkpointing | None = None
+    for cap in sorted({held for _, held, _ in candidates}):
+        chosen: list[tuple[str, int, int]] = []
+        for name, held, gain in sorted(candidates, key=lambda c: -c[2]):
+            if held > cap or len(chosen) >= max_modules:
+                continue
+            if any(_related(name, other) for other, _, _ in chosen):
+                continue
+            chosen.append((name, held, gain))
+        if len(chosen) < 2:
+            continue
+        saved = sum(g for _, _, g in chosen) - max(h for _, h, _ in chosen)
+        if saved > 0 and (best is None or saved > best.saved):
+            order = {n: i for i, n in enumerate(names)}
+            best = Checkpointing(sorted((n for n, _, _ in chosen), key=lambda n: order.get(n, 0)), saved)
+    return best
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def largest_batch(profile: MemoryProfile, limit: int, margin: float, other: int = 0) -> int | None:
+    """The largest batch size whose step fits in `limit` with `margin` of it kept free. `other`:
+    memory the breakdown does not account for (CUDA context, workspaces, fragmentation)."""
+    per_sample = profile.per_sample
+    if not per_sample:
+        return None
+    fixed = profile.parameters + profile.gradients + profile.optimizer_state + other
+    room = limit * (1 - margin) - fixed
+    return max(0, math.floor(room / per_sample))
+
+
+def memory_fixes(tl: Timeline, profile: MemoryProfile | None, limit: int | None, margin: float,
+                 other: int = 0) -> list[Fix]:
+    """What lowers the step's peak, the batch size that fits first, then by bytes saved."""
+    if profile is None:
+        return []
+    fixes: list[tuple[int, Fix]] = []
+    first: list[Fix] = []
+    bs = profile.batch_size
+    if limit is not None and bs:
+        fits = largest_batch(profile, limit, margin, other)
+        if fits is not None and 0 < fits < bs:
+            first.append(_batch_fix(tl, profile, fits, limit, margin, other))
+    plan = checkpoint_plan(profile)
+    if plan is not None:
+        fixes.append((plan.saved, _checkpoint_fix(profile, plan)))
+    float32 = profile.activation_dtypes.get("float32", 0)
+    if float32 and not set(profile.activation_dtypes) & HALF_PRECISION:
+        fixes.append((float32 // 2, _amp_fix(tl, float32 // 2)))
+    if profile.gradients_in_forward:
+        fixes.append((profile.gradients_in_forward, _set_to_none_fix(profile)))
+    opt = optimizer_name(tl, None) or ""
+    if profile.optimizer_state > max(profile.activations, profile.parameters) and opt.startswith("Adam"):
+        saved = profile.optimizer_state - profile.parameters
+        fixes.append((saved, _optimizer_fix(opt, profile, saved)))
+    return first + [fix for _, fix in sorted(fixes, key=lambda f: -f[0])]
+
+
+def _batch_fix(tl: Timeline, profile: MemoryProfile, fits: int, limit: int, margin: float, other: int) -> Fix:
+    bs = profile.batch_size or 1
+    per_sample = profile.per_sample or 0
+    estimate = profile.parameters + profile.gradients + profile.optimizer_state + other + fits * per_sample
+    steps = math.ceil(bs / fits)
+    micro = math.ceil(bs / steps)
+    params = {"batch_size": fits, "current_batch_size": bs, "estimated_peak_bytes": int(estimate),
+              "limit_bytes": limit, "margin": margin, "per_sample_bytes": int(per_sample),
+              "accumulation_steps": steps, "micro_batch_size": micro}
+    text = (f"Use batch size {fits} instead of {bs}: each sample holds {format_bytes(per_sample)} of "
+            f"activations, so the step needs about {format_bytes(estimate)}, keeping {margin:.0%} of the "
+            f"{format_bytes(limit)} free. To keep the effective batch of {bs}, accumulate the gradients of "
+            f"{steps} micro-batches of {micro}")
+    lr = tl.last_lr
+    if lr:
+        text += f"; or step on each batch of {fits} and scale the learning rate to about {lr * fits / bs:.3g}"
+    return Fix("reduce_batch_size", text + ".", params,
+               f"loader = DataLoader(dataset, batch_size={micro}, ...)\n"
+               f"for i, (x, y) in enumerate(loader):\n"
+               f"    loss = criterion(model(x), y) / {steps}\n"
+               f"    loss.backward()\n"
+               f"    if (i + 1) % {steps} == 0:\n"
+               f"        optimizer.step()\n"
+               f"        optimizer.zero_grad()")
+
+
+def _checkpoint_fix(profile: MemoryProfile, plan: Checkpointing) -> Fix:
+    shown = ", ".join(plan.modules[:4]) + (f" and {len(plan.modules) - 4} more" if len(plan.modules) > 4 else "")
+    after = profile.step_total - plan.saved
+    first = plan.modules[0]
+    attr = f"self.{first}" if first.isidentifier() else f"self[{first}]" if first.isdigit() else f"model.{first}"
+    return Fix(
+        "gradient_checkpointing",
+        f"Checkpoint {shown}: they hold the most activation memory; recomputing them in backward "
+        f"saves about {format_bytes(plan.saved)} (step peak about {format_bytes(after)}), for roughly "
+        "one more forward of those blocks per step.",
+        {"modules": plan.modules, "saved_bytes": plan.saved, "estimated_peak_bytes": after},
+        "from torch.utils.checkpoint import checkpoint\n"
+        f"# in forward(), for each of {', '.join(plan.modules[:4])}{' ...' if len(plan.modules) > 4 else ''}:\n"
+        f"x = checkpoint({attr}, x, use_reentrant=False)   # instead of x = {attr}(x)",
+    )
+
+
+def _amp_fix(tl: Timeline, saved: int) -> Fix:
+    device = "cuda" if tl.memory.device.startswith("cuda") else "cpu"
+    return Fix(
+        "mixed_precision",
+        f"Run the forward in bfloat16 autocast: activations are saved in half precision, about "
+        f"{format_bytes(saved)} less (weights, gradients and optimizer state stay float32).",
+        {"saved_bytes": saved, "dtype": "bfloat16"},
+        f"with torch.autocast(device_type=\"{device}\", dtype=torch.bfloat16):\n"
+        "    loss = criterion(model(x), y)\nloss.backward()",
+    )
+
+
+def _set_to_none_fix(profile: MemoryProfile) -> Fix:
+    return Fix(
+        "zero_grad_set_to_none",
+        f"The gradients ({format_bytes(profile.gradients_in_forward)}) were still allocated while the "
+        "forward ran. Free them before it: call optimizer.zero_grad(set_to_none=True) at the top of "
+        "the loop, before the forward, not between the forward and backward().",
+        {"saved_bytes": profile.gradients_in_forward},
+        "for x, y in loader:\n    optimizer.zero_grad(set_to_none=True)\n    loss = criterion(model(x), y)\n"
+        "    loss.backward()\n    optimizer.step()",
+    )
+
+
+def _optimizer_fix(name: str, profile: MemoryProfile, saved: int) -> Fix:
+    return Fix(
+        "lighter_optimizer",
+        f"{name} keeps {format_bytes(profile.optimizer_state)} of state, the largest part of the step "
+        f"(two moments per weight). SGD with momentum keeps one ({format_bytes(saved)} less); "
+        "torch.optim.Adafactor factors the second moment and keeps far less.",
+        {"saved_bytes": saved, "optimizer": "SGD", "current_optimizer": name},
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)\n"
+        "# or: optimizer = torch.optim.Adafactor(model.parameters())",
+    )
