@@ -129,7 +129,7 @@ class Recorder:
         self.updates = UpdateSampler()
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
         self.memory = MemoryMeter()
-        self.failed_in: tuple[str, str | None] | None = None  # (phase, module) where an exception left
+        self.failed_in: dict[str, Any] | None = None  # phase, module, ...: where an exception left
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
         self._error_counts: dict[str, int] = {}
@@ -269,17 +269,29 @@ class Recorder:
         if self.memory.capture is not None:
             self.memory.end_forward()
         if failed and self.failed_in is None:
-            self.failed_in = ("forward", None)
+            self.failed_in = {"phase": "forward", "module": None}
 
     @guarded
     def on_backward_failed(self) -> None:
-        self.failed_in = ("backward", None)
+        self.failed_in = {"phase": "backward", "module": None}
+
+    @guarded
+    def on_loss_failed(self, name: str, args: tuple) -> None:
+        """A loss function raised: note it with the shapes it was given (and what they broadcast to)."""
+        shapes = [list(a.shape) for a in args[:2] if isinstance(a, torch.Tensor)]
+        info: dict[str, Any] = {"phase": "loss", "module": None, "loss": name, "shapes": shapes}
+        if len(shapes) == 2 and shapes[0] != shapes[1]:
+            try:
+                info["broadcast_shape"] = list(torch.broadcast_shapes(*[torch.Size(x) for x in shapes]))
+            except RuntimeError:
+                pass
+        self.failed_in = info
 
     @guarded
     def on_module_failed(self, module: torch.nn.Module) -> None:
         """A module's forward raised; the first to say so is where it happened."""
         if self.failed_in is None:
-            self.failed_in = ("forward", self.name_of(module))
+            self.failed_in = {"phase": "forward", "module": self.name_of(module)}
 
     @guarded
     def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -644,8 +656,9 @@ class Recorder:
         oom = out_of_memory(exc)
         if oom is None:
             return
-        phase, module = self.failed_in or (("optimizer step", None) if self.stepping else ("outside the model", None))
-        oom.update(phase=phase, module=module)
+        where = self.failed_in or {"phase": "optimizer step" if self.stepping else "code outside the model",
+                                   "module": None}
+        oom.update(where)
         self.timeline.events.append(Event("out_of_memory", self.step, self.epoch, oom))
 
     @guarded

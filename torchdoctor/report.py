@@ -173,11 +173,13 @@ class Report:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
     # -- terminal -------------------------------------------------------------------
-    def render(self, console: Any = None, verbose: bool = False, memory: bool = False) -> None:
+    def render(self, console: Any = None, verbose: bool = False, memory: bool = False,
+               findings: bool = True) -> None:
         from .render.terminal import default_console, render_report
 
         console = console or default_console()
-        render_report(self, console=console, verbose=verbose)
+        if findings:
+            render_report(self, console=console, verbose=verbose)
         if memory:
             from .render.memory import render_memory
 

@@ -141,9 +141,10 @@ class Doctor:
                 self.report.save_json(self.json_path)
             except OSError as exc:
                 print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
-        if self.print_report:
+        if self.print_report or self.memory_report:  # asked for by name, the memory report prints even with -q
             try:
-                self.report.render(self.console, verbose=self.verbose, memory=self.memory_report)
+                self.report.render(self.console, verbose=self.verbose, memory=self.memory_report,
+                                   findings=self.print_report)
             except Exception as exc:  # a broken terminal must not break the patient
                 print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
 

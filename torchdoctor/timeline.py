@@ -136,6 +136,20 @@ class MemoryProfile:
         """What the step holds at its peak, bounded above: everything at once."""
         return self.parameters + self.gradients + self.optimizer_state + self.activations + self.batch
 
+    def top_level(self) -> list[ModuleMemory]:
+        """The model's direct children with what their subtrees hold (`layer3.1.conv2` counts for
+        `layer3`), in forward order; the model's own entry (ops in its forward) stays as it is."""
+        out: dict[str, ModuleMemory] = {}
+        for m in self.modules:
+            parts = m.name.split(".")
+            row = out.setdefault(parts[0], ModuleMemory(name=parts[0], type=""))
+            if len(parts) == 1:
+                row.type, row.input_bytes = m.type, m.input_bytes
+            row.parameters += m.parameters
+            row.gradients += m.gradients
+            row.activations += m.activations
+        return [r for r in out.values() if r.parameters or r.activations]
+
     @property
     def per_sample(self) -> float | None:
         """Bytes that grow with each sample of the batch."""

@@ -56,15 +56,26 @@ class LossProbe:
         except Exception as exc:  # never let our bookkeeping fail the user's loss
             rec.internal_error(f"loss probe: {type(exc).__name__}: {exc}", exc)
 
+    def _failed(self, name: str, args: tuple) -> None:
+        try:
+            self.recorder.on_loss_failed(name, args)
+        except Exception as exc:
+            self.recorder.internal_error(f"loss probe: {type(exc).__name__}: {exc}", exc)
+
     def _wrap(self, name: str, original: Any) -> Any:
         probe = self
         observe = self._observe  # closure variables only: the wrapper runs with F's globals (below)
+        failed = self._failed
 
         @functools.wraps(original)
         def loss(*args: Any, **kwargs: Any) -> Any:
             probe.depth += 1
             try:
                 out = original(*args, **kwargs)
+            except BaseException:
+                if probe.depth == 1:
+                    failed(name, args)
+                raise
             finally:
                 probe.depth -= 1
             if probe.depth == 0:

@@ -8,29 +8,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..timeline import MemoryProfile, ModuleMemory
 from ..units import format_bytes
 from .terminal import default_console
 
 if TYPE_CHECKING:
     from ..report import Report
-
-
-def rollup(profile: MemoryProfile, depth: int = 1) -> list[ModuleMemory]:
-    """Modules summed up to `depth` path components (`layer3.1.conv2` -> `layer3`), in forward
-    order; the model's own entry (ops in its forward, parameters it holds itself) stays as is."""
-    out: dict[str, ModuleMemory] = {}
-    for m in profile.modules:
-        parts = m.name.split(".")
-        key = ".".join(parts[:depth])
-        row = out.setdefault(key, ModuleMemory(name=key, type=m.type if len(parts) <= depth else ""))
-        if len(parts) <= depth:
-            row.type = m.type
-            row.input_bytes = m.input_bytes
-        row.parameters += m.parameters
-        row.gradients += m.gradients
-        row.activations += m.activations
-    return [r for r in out.values() if r.parameters or r.activations]
 
 
 def render_memory(report: Report, console: Console | None = None, verbose: bool = False) -> None:
@@ -64,7 +46,7 @@ def render_memory(report: Report, console: Console | None = None, verbose: bool 
     for name, justify in [("module", "left"), ("type", "left"), ("parameters", "right"),
                           ("gradients", "right"), ("activations", "right"), ("share of peak", "right")]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    rows = [m for m in profile.modules if m.parameters or m.activations] if verbose else rollup(profile)
+    rows = [m for m in profile.modules if m.parameters or m.activations] if verbose else profile.top_level()
     for m in rows:
         share = (m.parameters + m.gradients + m.activations) / total if total else 0.0
         table.add_row(m.name, m.type, format_bytes(m.parameters), format_bytes(m.gradients),

@@ -152,7 +152,7 @@ def _batch_fix(tl: Timeline, profile: MemoryProfile, fits: int, limit: int, marg
 
 
 def _checkpoint_fix(profile: MemoryProfile, plan: Checkpointing) -> Fix:
-    shown = ", ".join(plan.modules[:4]) + (f" and {len(plan.modules) - 4} more" if len(plan.modules) > 4 else "")
+    shown = ", ".join(plan.modules[:6]) + (f" and {len(plan.modules) - 6} more" if len(plan.modules) > 6 else "")
     after = profile.step_total - plan.saved
     first = plan.modules[0]
     attr = f"self.{first}" if first.isidentifier() else f"self[{first}]" if first.isdigit() else f"model.{first}"
@@ -163,7 +163,7 @@ def _checkpoint_fix(profile: MemoryProfile, plan: Checkpointing) -> Fix:
         "one more forward of those blocks per step.",
         {"modules": plan.modules, "saved_bytes": plan.saved, "estimated_peak_bytes": after},
         "from torch.utils.checkpoint import checkpoint\n"
-        f"# in forward(), for each of {', '.join(plan.modules[:4])}{' ...' if len(plan.modules) > 4 else ''}:\n"
+        f"# in forward(), for each of {', '.join(plan.modules[:6])}{' ...' if len(plan.modules) > 6 else ''}:\n"
         f"x = checkpoint({attr}, x, use_reentrant=False)   # instead of x = {attr}(x)",
     )
 

@@ -74,7 +74,7 @@ def memory_pressure(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
              else f"Peak memory {format_bytes(peak)} is {share:.0%} of {limit_text}")
     if profile is not None:
         title += ": " + ", ".join(largest_parts(profile)[:2])
-    heaviest = sorted(profile.modules, key=lambda m: -m.activations)[:3] if profile is not None else []
+    heaviest = sorted(profile.top_level(), key=lambda m: -m.activations)[:3] if profile is not None else []
     yield finding_for(
         "memory_pressure",
         title,

@@ -41,10 +41,15 @@ def out_of_memory(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     device = "CUDA" if data.get("kind") == "cuda" else "CPU"
     where = data.get("module")
     place = data.get("phase", "forward") + (f" of {label(tl, where)}" if where else "")
+    if data.get("loss"):
+        place = f"loss {data['loss']} (output {data['shapes'][0]}, target {data['shapes'][-1]})"
     title = f"The run died of {device} out-of-memory at step {event.step}, in the {place}"
     if requested:
         title += f", allocating {format_bytes(requested)}"
     fixes: list[Fix] = []
+    broadcast = data.get("broadcast_shape")
+    if data.get("phase") == "loss" and broadcast:
+        fixes.append(_loss_shape_fix(data["loss"], data["shapes"], broadcast))
     if requested and limit and requested > limit:
         fixes.append(Fix(
             "fix_allocation_size",
@@ -90,4 +95,23 @@ def out_of_memory(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "message": data.get("message"),
         },
         fixes=fixes,
+    )
+
+
+def _loss_shape_fix(loss: str, shapes: list[list[int]], broadcast: list[int]) -> Fix:
+    """An elementwise loss given (N, 1) and (N,) broadcasts them to (N, N): N squared elements."""
+    given, target = shapes[0], shapes[-1]
+    if given == [*target, 1]:
+        snippet = f"loss = F.{loss}(output.squeeze(-1), target)"
+    elif target == [*given, 1]:
+        snippet = f"loss = F.{loss}(output, target.squeeze(-1))"
+    else:
+        snippet = f"loss = F.{loss}(output.reshape(target.shape), target)"
+    return Fix(
+        "fix_loss_input",
+        f"{loss} was given an output of shape {given} and a target of shape {target}: they broadcast "
+        f"to {broadcast}, so it compares every output with every target instead of each with its own. "
+        "Give them the same shape.",
+        {"loss": loss, "input_shape": given, "target_shape": target, "broadcast_shape": broadcast},
+        snippet,
     )
