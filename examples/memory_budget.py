@@ -5,7 +5,7 @@ Ask from any machine, CPU included:
     torchdoctor run --memory-budget 96MiB examples/memory_budget.py --batch-size 64
 
 and torchdoctor answers with the batch size that fits and the blocks worth checkpointing;
-`--batch-size N` and `--checkpoint block1,block2` try its advice.
+`--batch-size N` and `--checkpoint block1.0,block2` try its advice.
 """
 
 import argparse
@@ -20,10 +20,28 @@ def conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-class Net(nn.Module):
-    def __init__(self, checkpointed: tuple[str, ...] = ()) -> None:
+class Checkpointed(nn.Module):
+    """Recomputes `inner` in backward instead of keeping its activations."""
+
+    def __init__(self, inner: nn.Module) -> None:
         super().__init__()
-        self.checkpointed = set(checkpointed)
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self.inner, x, use_reentrant=False)
+
+
+def apply_checkpointing(model: nn.Module, names: list[str]) -> None:
+    """Wrap each named submodule (`block2`, `block1.0`) in a checkpoint."""
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, Checkpointed(getattr(parent, child)))
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
         self.stem = conv_block(3, 16)
         self.block1 = nn.Sequential(conv_block(16, 16), conv_block(16, 16))
         self.block2 = nn.Sequential(conv_block(16, 32), conv_block(32, 32))
@@ -32,10 +50,8 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
-        for name in ("block1", "block2", "block3"):
-            block = getattr(self, name)
-            x = checkpoint(block, x, use_reentrant=False) if name in self.checkpointed else block(x)
-            x = F.max_pool2d(x, 2)
+        for block in (self.block1, self.block2, self.block3):
+            x = F.max_pool2d(block(x), 2)
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
@@ -48,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = Net(tuple(b for b in args.checkpoint.split(",") if b))
+    model = Net()
+    apply_checkpointing(model, [name for name in args.checkpoint.split(",") if name])
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for step in range(args.steps):
         x = torch.randn(args.batch_size, 3, args.image_size, args.image_size)

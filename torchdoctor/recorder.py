@@ -21,7 +21,7 @@ from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
 from .probes import tracing
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
-from .probes.memory import MemoryMeter, cuda_capacity, cuda_counters, out_of_memory
+from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, out_of_memory
 from .probes.updates import UpdateSampler, ratios
 from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
 
@@ -129,6 +129,7 @@ class Recorder:
         self.updates = UpdateSampler()
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
         self.memory = MemoryMeter()
+        self.graph_tags = GraphTags()
         self.failed_in: dict[str, Any] | None = None  # phase, module, ...: where an exception left
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
@@ -369,11 +370,16 @@ class Recorder:
 
     # -- backward --------------------------------------------------------------
     @guarded
-    def on_backward(self, tensors: Any, retain_graph: bool = False) -> None:
+    def on_backward(self, tensors: Any, retain_graph: bool = False, root: Any = None) -> None:
         self.timeline.backward_calls += 1
         self.failed_in = None
         if retain_graph:
             self.timeline.memory.retain_graph_calls += 1
+        if isinstance(root, (list, tuple)) and len(root) == 1:
+            root = root[0]
+        if isinstance(root, torch.Tensor) and root.grad_fn is not None:
+            loss = tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
+            self.graph_tags.tag(self.step, root, scaled=loss is not root)
         self.evals.on_backward()
         self.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
@@ -555,6 +561,8 @@ class Recorder:
             meter.after_step(s.ref() for s in list(self.optimizers.values()) if s.ref() is not None)
         if meter.sample_due(self.step):
             meter.sample(self.step)
+            graphs, tensors = self.graph_tags.kept(self.step)
+            self.timeline.memory.note_kept(self.step, graphs, tensors)
 
     def _step_extras(self) -> tuple[list[torch.Tensor], bool, StepRecord | None]:
         """Numbers kept on the device that ride along with the step's read-back: this step's

@@ -102,8 +102,8 @@ class Report:
             "retain_graph_calls": mem.retain_graph_calls,
             "step": None,
             "modules": [],
-            "timeline": _downsample([[m.step, m.rss, m.allocated, m.reserved] for m in mem.samples]),
-            "timeline_columns": ["step", "rss_bytes", "allocated_bytes", "reserved_bytes"],
+            "timeline": _downsample([[m.step, m.rss, m.heap, m.allocated, m.reserved] for m in mem.samples]),
+            "timeline_columns": ["step", "rss_bytes", "heap_bytes", "allocated_bytes", "reserved_bytes"],
         }
         if profile is None:
             return out

@@ -99,6 +99,7 @@ class MemorySample:
 
     step: int
     rss: int | None
+    heap: int | None = None  # CPU memory malloc has handed out (glibc), exact where RSS is noisy
     allocated: int | None = None
     reserved: int | None = None
 
@@ -113,7 +114,7 @@ class ModuleMemory:
     parameters: int = 0
     gradients: int = 0
     activations: int = 0
-    input_bytes: int = 0  # its first input: what gradient checkpointing would still keep
+    input_bytes: int = 0  # what checkpointing it would keep that nothing else does: its input, if unsaved
 
 
 @dataclass
@@ -121,6 +122,7 @@ class MemoryProfile:
     """The breakdown of one measured training step, in bytes."""
 
     step: int
+    root: str = ""  # the model's own name in `modules` (ops in its forward count for it)
     batch_size: int | None = None
     parameters: int = 0
     gradients: int = 0
@@ -130,6 +132,8 @@ class MemoryProfile:
     batch: int = 0  # the input batch, when autograd saved it
     activation_dtypes: dict[str, int] = field(default_factory=dict)
     modules: list[ModuleMemory] = field(default_factory=list)  # in forward order
+    # (module, bytes, other modules that saved the same storage) of each saved storage, in forward order
+    saves: list[tuple[str, int, list[str]]] = field(default_factory=list)
 
     @property
     def step_total(self) -> int:
@@ -171,7 +175,17 @@ class MemoryInfo:
     peak_allocated: int | None = None  # CUDA, over the whole run
     peak_reserved: int | None = None
     retain_graph_calls: int = 0  # backward(retain_graph=True) calls
-    losses_kept: int = 0  # training losses (with their graphs) still referenced steps after their step
+    # The most earlier steps' graphs (and loss tensors) found alive at once, two or more steps after
+    # their step, and the first step at which any was.
+    graphs_kept: int = 0
+    losses_kept: int = 0
+    kept_since: int | None = None
+
+    def note_kept(self, step: int, graphs: list[int], tensors: list[int]) -> None:
+        if graphs and self.kept_since is None:
+            self.kept_since = graphs[0]
+        self.graphs_kept = max(self.graphs_kept, len(graphs))
+        self.losses_kept = max(self.losses_kept, len(tensors))
 
 
 @dataclass

@@ -38,7 +38,7 @@ class BackwardProbe:
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
             if recorder.replaying:
                 return original(tensors, *args, **kwargs)
-            recorder.on_backward(probe.unscaled(tensors), _retains_graph(args, kwargs))
+            recorder.on_backward(probe.unscaled(tensors), _retains_graph(args, kwargs), tensors)
             # Module calls while backward runs (activation checkpointing re-running a block's
             # forward) are recomputation, not forwards of the script: the module probe skips them.
             recorder.in_backward += 1

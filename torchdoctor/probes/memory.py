@@ -8,14 +8,18 @@ Two measurements, both cheap enough to leave on:
 - The breakdown of one training step (parameters, gradients, optimizer state, and the
   activations autograd saved for backward, per module), taken on a few sampled steps.
   Activations are seen through `torch.autograd.graph.saved_tensors_hooks` pushed for one
-  training forward: the pack hook returns the tensor unchanged (autograd keeps exactly what
-  it would have kept) and notes its storage once, attributed to the innermost module running.
+  training forward: the pack hook returns the tensor detached (the same storage: autograd
+  keeps exactly what it would have kept) and notes its storage once, attributed to the
+  innermost module running.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -66,6 +70,42 @@ def optimizer_state_tensors(optimizer: Any) -> Iterable[torch.Tensor]:
         return
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
+
+
+def _glibc_mallinfo() -> Callable[[], Any] | None:
+    """glibc's `mallinfo2`: the bytes malloc has handed out and not got back, exact and ~1 us to
+    read, where RSS moves by tens of MiB with the allocator's whims. None elsewhere."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        function = libc.mallinfo2
+    except (OSError, AttributeError, TypeError):
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return function
+
+
+_MALLINFO: list[Callable[[], Any] | None] = []
+
+
+def heap_in_use() -> int | None:
+    """Bytes of CPU memory allocated through malloc (CPU tensors included) and not freed."""
+    if not _MALLINFO:
+        _MALLINFO.append(_glibc_mallinfo())
+    function = _MALLINFO[0]
+    if function is None:
+        return None
+    try:
+        info = function()
+        return int(info.uordblks + info.hblkhd)
+    except Exception:
+        return None
+
+
 def _rss() -> int | None:
     try:
         import psutil
@@ -109,7 +149,11 @@ class ActivationCapture:
         self.stack: list[str] = [root_name]
         self.seen: set[int] = set()
         self.saved: dict[str, int] = {}  # module name -> bytes
-        self.inputs: dict[str, int] = {}  # module name -> bytes of its first input (what checkpointing keeps)
+        self.inputs: dict[str, tuple[int, int]] = {}  # module name -> storage of its first input
+        self.owner: dict[int, str] = {}  # storage -> the module that saved it first
+        # (module, bytes, other modules that saved it too) of each saved storage, in order
+        self.sequence: list[tuple[str, int, list[str]]] = []
+        self.index: dict[int, int] = {}  # storage -> position in sequence
         self.order: list[str] = [root_name]
         self.dtypes: dict[str, int] = {}  # dtype -> bytes
         self.batch_ptr: int | None = None
@@ -139,7 +183,19 @@ class ActivationCapture:
         if name not in self.inputs:
             self.order.append(name)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            self.inputs[name] = first.numel() * first.element_size() if first is not None else 0
+            key = storage_key(first) if first is not None else None
+            self.inputs[name] = key if key is not None else (0, 0)
+
+    def kept_by_checkpoint(self, name: str) -> int:
+        """Bytes a checkpoint of `name` would keep that nothing else keeps: its input, unless that
+        is the batch or a tensor a module outside it saved anyway."""
+        ptr, size = self.inputs.get(name, (0, 0))
+        if not ptr or ptr == self.batch_ptr:
+            return 0
+        owner = self.owner.get(ptr)
+        if owner is not None and owner != name and not owner.startswith(name + "."):
+            return 0
+        return size
 
     def exit(self) -> None:
         if len(self.stack) > 1:
@@ -148,17 +204,26 @@ class ActivationCapture:
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         try:
             key = storage_key(t)
-            if key is not None and key[0] not in self.seen and key[0] not in self.exclude and key[0]:
+            if key is not None and key[0] in self.owner:  # saved again, maybe by another module
+                entry = self.sequence[self.index[key[0]]]
+                if self.stack[-1] != entry[0] and self.stack[-1] not in entry[2]:
+                    entry[2].append(self.stack[-1])
+            elif key is not None and key[0] not in self.seen and key[0] not in self.exclude and key[0]:
                 self.seen.add(key[0])
-                if key[0] == self.batch_ptr:
-                    return t
-                owner = self.stack[-1]
-                self.saved[owner] = self.saved.get(owner, 0) + key[1]
-                dtype = str(t.dtype).replace("torch.", "")
-                self.dtypes[dtype] = self.dtypes.get(dtype, 0) + key[1]
+                if key[0] != self.batch_ptr:
+                    owner = self.stack[-1]
+                    self.saved[owner] = self.saved.get(owner, 0) + key[1]
+                    self.owner[key[0]] = owner
+                    self.index[key[0]] = len(self.sequence)
+                    self.sequence.append((owner, key[1], []))
+                    dtype = str(t.dtype).replace("torch.", "")
+                    self.dtypes[dtype] = self.dtypes.get(dtype, 0) + key[1]
         except Exception:
             pass
-        return t
+        # Detached: the same storage and version counter, so autograd keeps exactly what it would
+        # have; returning `t` itself would tie an op's saved output to its own grad_fn in a cycle
+        # the garbage collector cannot see, and a forward never backwarded would never be freed.
+        return t.detach()
 
 
 def _unpack(t: torch.Tensor) -> torch.Tensor:
@@ -185,7 +250,7 @@ class MemoryMeter:
     def sample(self, step: int) -> None:
         counters = cuda_counters(self.device)
         self.samples.append(MemorySample(
-            step=step, rss=_rss(),
+            step=step, rss=_rss(), heap=heap_in_use(),
             allocated=counters["allocated"] if counters else None,
             reserved=counters["reserved"] if counters else None,
         ))
@@ -202,7 +267,9 @@ class MemoryMeter:
     def begin(self, step: int, module: torch.nn.Module, args: tuple, names: dict[int, str],
               root_name: str, params: list[torch.nn.Parameter]) -> None:
         """The training forward of `step` starts: measure what it saves for backward."""
-        exclude = {k[0] for p in params if (k := storage_key(p)) is not None}
+        # Parameters are counted as such, and buffers (BatchNorm's running statistics, which its
+        # backward saves) exist with or without training: neither is an activation.
+        exclude = {k[0] for t in [*params, *module.buffers()] if (k := storage_key(t)) is not None}
         batch = args[0] if args else None
         capture = ActivationCapture(exclude, names, root_name)
         if not capture.start(batch):
@@ -210,6 +277,7 @@ class MemoryMeter:
         self.capture = capture
         self.pending = MemoryProfile(
             step=step,
+            root=root_name,
             batch_size=int(batch.shape[0]) if isinstance(batch, torch.Tensor) and batch.dim() > 0 else None,
             parameters=total_bytes(params),
             gradients_in_forward=total_bytes(p.grad for p in params),
@@ -228,9 +296,10 @@ class MemoryMeter:
         profile.activations = sum(capture.saved.values())
         profile.activation_dtypes = dict(capture.dtypes)
         rank = {n: i for i, n in enumerate(capture.order)}
+        profile.saves = capture.sequence
         modules = [
             ModuleMemory(name=n, type=t, parameters=total_bytes(ps), activations=capture.saved.get(n, 0),
-                         input_bytes=capture.inputs.get(n, 0))
+                         input_bytes=capture.kept_by_checkpoint(n))
             for n, t, ps in self._modules
         ]
         modules = [m for m in modules if m.parameters or m.activations or m.name in capture.inputs]
@@ -302,3 +371,53 @@ def out_of_memory(exc: BaseException | None) -> dict[str, Any] | None:
 
 def _size(number: str, unit: str) -> int:
     return int(float(number) * UNITS[unit.upper()])
+
+
+class _GraphTag:
+    """Rides in an autograd node's metadata; it lives exactly as long as the node (the graph)."""
+
+    __slots__ = ("step", "__weakref__")
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+
+class GraphTags:
+    """Which training steps' autograd graphs are still alive later.
+
+    After backward() (without retain_graph) a graph's saved tensors are freed, but its nodes live
+    as long as something references them: `total_loss += loss` chains every step's graph to the
+    next, `losses.append(loss)` keeps each one. A tag in the metadata of the loss's graph root
+    (a weak reference cannot point at the node itself) says whether the graph of a step two or
+    more steps back is still alive.
+    """
+
+    KEEP = 64
+
+    def __init__(self) -> None:
+        self.tags: list[tuple[int, Any, Any]] = []  # (step, weak tag, weak loss tensor)
+
+    def tag(self, step: int, loss: torch.Tensor, scaled: bool) -> None:
+        node = loss.grad_fn
+        if node is None:
+            return
+        tag = _GraphTag(step)
+        nodes = [node]
+        if scaled:  # GradScaler: the loss's own graph is under the multiplication by the scale
+            nodes += [n for n, _ in node.next_functions if n is not None and not hasattr(n, "variable")]
+        for n in nodes:
+            n.metadata["torchdoctor"] = tag
+        try:
+            tensor_ref: Any = weakref.ref(loss)
+        except TypeError:
+            tensor_ref = lambda: None  # noqa: E731
+        self.tags.append((step, weakref.ref(tag), tensor_ref))
+        if len(self.tags) > self.KEEP:
+            del self.tags[: len(self.tags) - self.KEEP]
+
+    def kept(self, step: int) -> tuple[list[int], list[int]]:
+        """(steps whose graphs are alive, steps whose loss tensors are alive), two or more back."""
+        graphs = sorted({s for s, tag, _ in self.tags if s <= step - 2 and tag() is not None})
+        tensors = sorted({s for s, _, t in self.tags if s <= step - 2 and t() is not None})
+        self.tags = [entry for entry in self.tags if entry[1]() is not None]
+        return graphs, tensors

@@ -11,6 +11,7 @@ from . import (  # noqa: F401
     divergence,
     exploding_gradients,
     loss_plateau,
+    memory_leak,
     memory_pressure,
     nonfinite_gradient,
     nonfinite_loss,

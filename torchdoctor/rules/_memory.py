@@ -47,44 +47,78 @@ class Checkpointing:
     saved: int  # bytes of activations no longer held at the peak
 
 
-def checkpoint_plan(profile: MemoryProfile, max_modules: int = 8) -> Checkpointing | None:
-    """Which modules to wrap in `torch.utils.checkpoint`, and what that saves.
+def _inside(name: str, block: str) -> bool:
+    return name == block or name.startswith(block + ".")
 
-    A checkpointed block keeps only its input; in backward it recomputes its activations, so
-    one block's activations exist again at a time. Checkpointing blocks S1..Sk lowers the
-    activation peak by sum(act(Si) - input(Si)) - max(act(Si)). Each block size cap is tried:
-    blocks up to the cap, disjoint, best first.
+
+def activation_peak(profile: MemoryProfile, blocks: dict[str, int]) -> int:
+    """The most activation memory held at once with `blocks` ({name: bytes it keeps}) checkpointed.
+
+    Backward frees saved tensors in the reverse order of the forward, and recomputes a block when
+    it reaches it: then what was saved before the block (and the inputs the earlier blocks kept)
+    is still there, the block's own activations are there again, and all that came after it is
+    gone. The peak is the larger of the end of the forward and the worst recomputation.
+    """
+    held = 0  # saved and still alive at this point of the forward, checkpointing applied
+    worst = 0
+    current: str | None = None
+    size = 0
+    for owner, nbytes, others in profile.saves:
+        block = next((b for b in blocks if _inside(owner, b)), None)
+        if block is not None and any(not _inside(other, block) for other in others):
+            block = None  # also saved outside the block (its output, by the next op): kept anyway
+        if block != current and current is not None:
+            worst = max(worst, held + blocks[current] + size)
+            held += blocks[current]
+            size = 0
+        current = block
+        if block is None:
+            held += nbytes
+        else:
+            size += nbytes
+    if current is not None:
+        worst = max(worst, held + blocks[current] + size)
+        held += blocks[current]
+    return max(held, worst)
+
+
+def checkpoint_plan(profile: MemoryProfile, max_modules: int = 8) -> Checkpointing | None:
+    """Which modules to wrap in `torch.utils.checkpoint`, and what that saves at the peak.
+
+    A checkpointed block keeps only its input and recomputes its activations in backward. Each
+    block size cap is tried: the disjoint blocks up to that size that give back the most, whose
+    effect is then simulated over the forward's saved tensors in order (`activation_peak`).
     """
     modules = profile.modules
-    names = [m.name for m in modules]
+    if not profile.saves:
+        return None
     candidates = []
     for m in modules:
-        held = sum(x.activations for x in subtree(modules, m.name))
-        gain = held - m.input_bytes
-        if gain > 0 and m.input_bytes > 0:  # the model itself has no recorded input: not a candidate
-            candidates.append((m.name, held, gain))
+        if m.name == profile.root:
+            continue
+        held = sum(x.activations for x in modules if _inside(x.name, m.name))
+        if held - m.input_bytes > 0:
+            candidates.append((m.name, held, held - m.input_bytes, m.input_bytes))
     if not candidates:
         return None
+    base = activation_peak(profile, {})
     best: Checkpointing | None = None
-    for cap in sorted({held for _, held, _ in candidates}):
-        chosen: list[tuple[str, int, int]] = []
-        for name, held, gain in sorted(candidates, key=lambda c: -c[2]):
-            if held > cap or len(chosen) >= max_modules:
+    order = {m.name: i for i, m in enumerate(modules)}
+    for cap in sorted({held for _, held, _, _ in candidates}):
+        chosen: dict[str, int] = {}
+        for name, held, _, keep in sorted(candidates, key=lambda c: -c[2]):
+            if held > cap or len(chosen) >= max_modules or any(_related(name, other) for other in chosen):
                 continue
-            if any(_related(name, other) for other, _, _ in chosen):
-                continue
-            chosen.append((name, held, gain))
-        if len(chosen) < 2:
-            continue
-        saved = sum(g for _, _, g in chosen) - max(h for _, h, _ in chosen)
-        if saved > 0 and (best is None or saved > best.saved):
-            order = {n: i for i, n in enumerate(names)}
-            best = Checkpointing(sorted((n for n, _, _ in chosen), key=lambda n: order.get(n, 0)), saved)
+            chosen[name] = keep
+        saved = base - activation_peak(profile, chosen)
+        if saved > 0 and (best is None or saved > best.saved
+                          or saved == best.saved and len(chosen) < len(best.modules)):
+            best = Checkpointing(sorted(chosen, key=lambda n: order.get(n, 0)), saved)
     return best
 
 
 def _related(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+    return _inside(a, b) or _inside(b, a)
 
 
 def largest_batch(profile: MemoryProfile, limit: int, margin: float, other: int = 0) -> int | None:
