@@ -148,3 +148,23 @@ def test_fit_traces_a_nan_to_the_input():
     assert finding.evidence["origin"] == "input"
     assert finding.evidence["input"]["nan_count"] == 1
     assert finding.fixes[0].action == "clean_input_data"
+
+
+def test_watch_with_a_memory_budget_reports_pressure_and_the_memory_table():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    buf = io.StringIO()
+    console = Console(file=buf, width=120, color_system=None)
+    with torchdoctor.watch(model, optimizer, memory_budget="4MiB", memory_report=True, console=console) as doctor:
+        for _ in range(3):
+            loss = F.cross_entropy(model(torch.randn(16, 3, 32, 32)), torch.randint(0, 10, (16,)))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finding = doctor.report.by_code("memory_pressure")
+    assert finding is not None and finding.severity is Severity.ERROR
+    assert finding.evidence["limit_bytes"] == 4 * 2**20
+    text = buf.getvalue()
+    assert "memory_pressure" in text and "share of peak" in text and "budget 4 MiB" in text

@@ -115,3 +115,10 @@ def test_every_rule_code_is_in_the_contract():
     text = contract.read_text()
     for code in REGISTRY:
         assert f"`{code}`" in text, f"{code} is not in the findings contract"
+
+
+def test_memory_budget_from_pyproject_and_the_command_line():
+    assert build_config({"memory-budget": "16GiB"}).memory_budget == 16 * 2**30
+    assert build_config({"memory-budget": "16GiB"}, memory_budget="512MB").memory_budget == 512 * 10**6
+    with pytest.raises(ConfigError, match="memory-budget"):
+        build_config(memory_budget="a lot")

@@ -99,6 +99,7 @@ class Report:
             "peak_rss_bytes": mem.peak_rss,
             "peak_allocated_bytes": mem.peak_allocated,
             "peak_reserved_bytes": mem.peak_reserved,
+            "fragmentation_bytes": _fragmentation(mem.samples),
             "retain_graph_calls": mem.retain_graph_calls,
             "step": None,
             "modules": [],
@@ -193,6 +194,14 @@ class Report:
         buf = io.StringIO()
         self.render(Console(file=buf, width=width, color_system=None, force_terminal=False))
         return buf.getvalue()
+
+
+def _fragmentation(samples: list[Any]) -> int | None:
+    """CUDA memory reserved by the caching allocator but not allocated, at the most recent sample."""
+    for sample in reversed(samples):
+        if sample.reserved is not None and sample.allocated is not None:
+            return sample.reserved - sample.allocated
+    return None
 
 
 def _jsonable(obj: Any) -> Any:

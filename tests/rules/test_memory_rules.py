@@ -130,3 +130,22 @@ def test_cuda_out_of_memory_with_fragmentation_says_expandable_segments():
 
 def test_no_out_of_memory_event_no_finding():
     assert findings("out_of_memory", cuda_timeline(peak_reserved=10 * GiB)) == []
+
+
+def test_the_memory_report_of_a_cuda_run_shows_the_allocator_numbers():
+    import io
+
+    from rich.console import Console
+
+    from torchdoctor.report import Report
+    from torchdoctor.timeline import MemorySample
+
+    tl = cuda_timeline(peak_reserved=76 * GiB)
+    tl.memory.samples = [MemorySample(step=s, rss=GiB, allocated=40 * GiB, reserved=44 * GiB) for s in range(3)]
+    report = Report(tl, findings=findings("memory_pressure", tl))
+    buf = io.StringIO()
+    report.render(Console(file=buf, width=140, color_system=None), memory=True)
+    text = buf.getvalue()
+    assert "CUDA peak allocated 75 GiB, reserved 76 GiB, fragmentation 4 GiB" in text
+    assert "capacity 80 GiB" in text and "CUDA allocated 40 GiB → 40 GiB" in text
+    assert report.to_dict()["memory"]["fragmentation_bytes"] == 4 * GiB

@@ -23,7 +23,8 @@ def render_memory(report: Report, console: Console | None = None, verbose: bool 
     peaks = []
     if data["peak_allocated_bytes"] is not None:
         peaks.append(f"CUDA peak allocated {format_bytes(data['peak_allocated_bytes'])}, "
-                     f"reserved {format_bytes(data['peak_reserved_bytes'])}")
+                     f"reserved {format_bytes(data['peak_reserved_bytes'])}, "
+                     f"fragmentation {format_bytes(data['fragmentation_bytes'])}")
     if data["peak_rss_bytes"] is not None:
         peaks.append(f"peak RSS {format_bytes(data['peak_rss_bytes'])}")
     if data["capacity_bytes"] is not None:
@@ -49,7 +50,8 @@ def render_memory(report: Report, console: Console | None = None, verbose: bool 
     rows = [m for m in profile.modules if m.parameters or m.activations] if verbose else profile.top_level()
     for m in rows:
         share = (m.parameters + m.gradients + m.activations) / total if total else 0.0
-        table.add_row(m.name, m.type, format_bytes(m.parameters), format_bytes(m.gradients),
+        name = f"{m.name} (own ops)" if m.name == profile.root else m.name
+        table.add_row(name, m.type, format_bytes(m.parameters), format_bytes(m.gradients),
                       format_bytes(m.activations), f"{share:.1%}")
     if profile.batch:
         table.add_row("(input batch)", "", "", "", format_bytes(profile.batch), f"{profile.batch / total:.1%}")

@@ -50,7 +50,8 @@ def evidence_line(finding: Finding, verbose: bool = False) -> str:
             if not verbose:
                 continue
             shown = str(v)
-        parts.append(f"{key.replace('_', ' ')}: {shown}")
+        label = key.removesuffix("_bytes") if key.endswith("_bytes") and isinstance(v, int) else key
+        parts.append(f"{label.replace('_', ' ')}: {shown}")
     return "; ".join(parts)
 
 
