@@ -701,6 +701,8 @@ class Recorder:
         self.first_pending_context = None
         self.roots.clear()
         self.optimizers.clear()
+        self.memory.release()
+        self.graph_tags.tags.clear()
 
 
 def _training_forward(module: torch.nn.Module) -> bool:

@@ -258,6 +258,13 @@ class MemoryMeter:
             self.samples = self.samples[::2]
             self.stride *= 2
 
+    def release(self) -> None:
+        """Let go of the user's parameters (a step measured but never finished holds them)."""
+        if self.capture is not None:
+            self.end_forward()
+        self.pending = None
+        self._modules = []
+
     # -- the breakdown of a step -------------------------------------------------------
     def profile_due(self, step: int) -> bool:
         if self.capture is not None or self.pending is not None:
