@@ -1,4 +1,4 @@
-"""Command line: `torchdoctor run | rules | explain`."""
+"""Command line: `torchdoctor run | report | rules | explain`."""
 
 from __future__ import annotations
 
@@ -68,13 +68,20 @@ def cli() -> None:
 @click.option("--memory-budget", metavar="SIZE",
               help="Check that a training step fits in SIZE (e.g. 16GiB, 512MB): will it fit on that GPU?")
 @click.option("--memory-report", is_flag=True, help="Print the memory report: per-module table and key numbers.")
+@click.option("--gradient-report", is_flag=True,
+              help="Print the gradient report: per-layer norms, update ratios, trend.")
+@click.option("--html", "html_path", metavar="PATH", help="Write the HTML report (findings and plots, one file).")
+@click.option("--live/--no-live", default=None,
+              help="Live progress while the script runs (default: on in a terminal, off with -q or when output "
+              "is redirected).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
         settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, memory_report: bool,
-        quiet: bool, verbose: bool, target: str, args: tuple[str, ...]) -> int:
+        gradient_report: bool, html_path: str | None, live: bool | None, quiet: bool, verbose: bool,
+        target: str, args: tuple[str, ...]) -> int:
     """Run a training script unchanged and diagnose it.
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
@@ -83,6 +90,7 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     from .execfile import BadTarget, prepare_module, prepare_script
 
     json_target = check_output_path(json_path, "--json") if json_path else None
+    html_target = check_output_path(html_path, "--html") if html_path else None
     try:
         prepared = prepare_module(target) if module else prepare_script(target)
         if config_path:
@@ -96,7 +104,9 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
                               origin=str(pyproject or "pyproject.toml"), memory_budget=memory_budget)
     except (BadTarget, ConfigError) as exc:
         raise BadInput(str(exc)) from None
-    return run_prepared(prepared, list(args), config, json_target, quiet, verbose, memory_report)
+    options = {"memory_report": memory_report, "gradient_report": gradient_report, "html_path": html_target,
+               "live": live if live is not None else (not quiet and sys.stdout.isatty() and sys.stderr.isatty())}
+    return run_prepared(prepared, list(args), config, json_target, quiet, verbose, **options)
 
 
 @contextlib.contextmanager
@@ -119,12 +129,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
-                 quiet: bool = False, verbose: bool = False, memory_report: bool = False) -> int:
+                 quiet: bool = False, verbose: bool = False, **options: Any) -> int:
     from .execfile import run_target
     from .session import Doctor
 
-    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose,
-                    memory_report=memory_report)
+    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose, **options)
     doctor.start()
     assert doctor.recorder is not None
     doctor.recorder.timeline.run.argv = [prepared.display, *args]
@@ -139,6 +148,37 @@ def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path 
     if doctor.fails():
         return FAIL_ON_STATUS
     return outcome.status
+
+
+@cli.command()
+@click.argument("report_path", metavar="RUN.json", type=click.Path(dir_okay=False))
+@click.option("--html", "html_path", metavar="PATH", help="Write the HTML report (findings and plots, one file).")
+@click.option("--memory-report", is_flag=True, help="Also print the memory report.")
+@click.option("--gradient-report", is_flag=True, help="Also print the gradient report.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the findings (with --html).")
+@click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
+def report(report_path: str, html_path: str | None, memory_report: bool, gradient_report: bool, quiet: bool,
+           verbose: bool) -> None:
+    """Show a saved JSON report (from `run --json`) again: in the terminal, or as HTML."""
+    import json
+
+    from .report import Report
+
+    html_target = check_output_path(html_path, "--html") if html_path else None
+    try:
+        data = json.loads(Path(report_path).read_text())
+        saved = Report.from_dict(data)
+    except FileNotFoundError:
+        raise BadInput(f"{report_path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"{report_path}: not a JSON report ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"{report_path}: {exc}") from None
+    if html_target is not None:
+        from .render.html import write_html
+
+        write_html(data, html_target)
+    saved.render(verbose=verbose, memory=memory_report, findings=not quiet, gradients=gradient_report)
 
 
 @cli.command()

@@ -513,7 +513,7 @@ class Recorder:
         if primary or not self.timeline.steps:
             self._count_epoch()
             record = StepRecord(step=self.step, epoch=self.epoch, lr=_lr(optimizer))
-            self.timeline.steps.append(record)
+            self.timeline.add_step(record)
             record.accuracy = accuracy
             if not self.timeline.optimizer_hparams:
                 self.timeline.optimizer_hparams = _hparams(optimizer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +14,9 @@ from .timeline import EvalPass, Timeline
 
 SCHEMA = "torchdoctor.report/1"
 MAX_SERIES_POINTS = 2000
+TREND_POINTS = 16  # the sparkline of a layer's gradient norm
+HEATMAP_STEPS = 200
+GRADIENT_CODES = frozenset({"exploding_gradients", "vanishing_gradients", "nonfinite_gradient"})
 
 
 def _downsample(points: list[Any], limit: int = MAX_SERIES_POINTS) -> list[Any]:
@@ -48,6 +52,26 @@ class Report:
     not_evaluated: dict[str, str] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
 
+    saved: dict[str, Any] | None = None  # the JSON this report was read back from, if it was
+
+    @property
+    def step_count(self) -> int:
+        if self.saved is not None:
+            return int(self.saved.get("run", {}).get("steps") or len(self.timeline.steps))
+        return len(self.timeline.steps)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """A saved JSON report, read back for the terminal and HTML renderers. The timeline holds
+        what the JSON keeps (the series, evaluations, the memory breakdown), not every step."""
+        from .readback import findings_from, timeline_from
+
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not a torchdoctor report (schema {data.get('schema')!r}, expected {SCHEMA!r})")
+        return cls(timeline=timeline_from(data), findings=findings_from(data),
+                   not_evaluated=dict(data.get("not_evaluated") or {}),
+                   internal_errors=list(data.get("internal_errors") or []), saved=data)
+
     @property
     def healthy(self) -> bool:
         return not any(f.severity >= Severity.WARNING for f in self.findings)
@@ -66,15 +90,45 @@ class Report:
         return threshold is not None and any(f.severity >= threshold for f in self.findings)
 
     # -- JSON --------------------------------------------------------------------
+    def layer_flags(self) -> dict[str, list[str]]:
+        """The layers each gradient finding names, so the gradient report can make them stand out."""
+        flags: dict[str, list[str]] = {}
+        names = {layer.name for layer in self.timeline.layers}
+        param_layer = {p: layer.name for layer in self.timeline.layers for p in layer.params}
+        for f in self.findings:
+            if f.code not in GRADIENT_CODES:
+                continue
+            named = set(f.evidence.get("layers_below_threshold") or [])
+            named |= {x["layer"] for x in f.evidence.get("largest_layers") or [] if isinstance(x, dict)}
+            named |= {param_layer[p] for p in f.evidence.get("params") or [] if p in param_layer}
+            if f.where in names:
+                named.add(f.where)
+            for name in named:
+                flags.setdefault(name, []).append(f.code)
+        return flags
+
     def gradient_summary(self) -> list[dict[str, Any]]:
+        """Per layer, in model order: gradient norm (last, median, max), the update-to-weight
+        ratio, the share of steps whose gradient was not finite, a short trend, and the findings
+        that name it."""
+        if self.saved is not None:
+            return list(self.saved.get("gradients", {}).get("layers") or [])
+        tl = self.timeline
+        flags = self.layer_flags()
         out = []
-        for index, layer in enumerate(self.timeline.layers):
-            series = [v for _, v in self.timeline.layer_series(index)]
-            nonfinite = sum(
-                1 for r in self.timeline.steps
-                if r.layer_grad_norms and index < len(r.layer_grad_norms)
-                and r.layer_grad_norms[index] is not None and r.layer_grad_norms[index] != r.layer_grad_norms[index]
-            )
+        for index, layer in enumerate(tl.layers):
+            series = [v for _, v in tl.layer_series(index)]
+            measured = nonfinite = 0
+            ratios, every = [], []
+            for r in tl.steps:
+                norms = r.layer_grad_norms
+                if norms and index < len(norms) and norms[index] is not None:
+                    measured += 1
+                    every.append(norms[index])
+                    nonfinite += not math.isfinite(norms[index])
+                updates = r.layer_update_ratios
+                if updates and index < len(updates) and updates[index] is not None and math.isfinite(updates[index]):
+                    ratios.append(updates[index])
             out.append({
                 "name": layer.name,
                 "type": layer.type,
@@ -84,12 +138,30 @@ class Report:
                 "norm_median": statistics.median(series) if series else None,
                 "norm_max": max(series) if series else None,
                 "nonfinite_steps": nonfinite,
+                "nonfinite_share": nonfinite / measured if measured else None,
+                "update_ratio_median": statistics.median(ratios) if ratios else None,
+                "trend": [v for _, v in _downsample(list(enumerate(every)), TREND_POINTS)],
+                "flagged": flags.get(layer.name, []),
             })
         return out
+
+    def gradient_heatmap(self, limit: int = HEATMAP_STEPS) -> dict[str, Any]:
+        """Layer x step gradient norms, at most `limit` steps evenly spread (None: not measured)."""
+        tl = self.timeline
+        records = _downsample([r for r in tl.steps if r.layer_grad_norms], limit)
+        layers = len(tl.layers)
+        return {
+            "steps": [r.step for r in records],
+            "layers": [layer.name for layer in tl.layers],
+            "norms": [[(r.layer_grad_norms[i] if i < len(r.layer_grad_norms) else None) for r in records]
+                      for i in range(layers)],
+        }
 
     def memory_summary(self) -> dict[str, Any]:
         """The memory report's data: the run's peaks, one measured step's breakdown (per module),
         and the timeline of the process's memory."""
+        if self.saved is not None and "memory" in self.saved:
+            return dict(self.saved["memory"])
         mem = self.timeline.memory
         profile = mem.profile
         out: dict[str, Any] = {
@@ -111,6 +183,7 @@ class Report:
         total = profile.step_total
         out["step"] = {
             "measured_at_step": profile.step,
+            "root": profile.root,
             "batch_size": profile.batch_size,
             "parameters": profile.parameters,
             "gradients": profile.gradients,
@@ -129,6 +202,8 @@ class Report:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        if self.saved is not None:
+            return self.saved
         tl = self.timeline
         run = tl.run
         loss = [[s, _json_float(v)] for s, v in tl.loss_series()]
@@ -147,6 +222,7 @@ class Report:
                 "steps": len(tl.steps),
                 "epochs": run.epochs,
                 "models": [m.name for m in tl.models],
+                "module_types": {k: v for m in tl.models for k, v in m.module_types.items()},
                 "optimizers": tl.optimizers,
                 "backward_calls": tl.backward_calls,
             },
@@ -154,17 +230,19 @@ class Report:
             "not_evaluated": self.not_evaluated,
             "internal_errors": self.internal_errors,
             "metrics": _jsonable({
-                "loss": {"train": _downsample(loss), "val": [[_when(e), e.loss] for e in val]},
+                "loss": {"train": _downsample(loss), "val": [[_when(e), e.loss] for e in val],
+                         "val_by_step": [[e.step, e.loss] for e in val]},
                 "accuracy": {
                     "train": _downsample([[r.step, r.accuracy] for r in tl.steps if r.accuracy is not None]),
                     "val": [[_when(e), e.accuracy] for e in val if e.accuracy is not None],
+                    "val_by_step": [[e.step, e.accuracy] for e in val if e.accuracy is not None],
                 },
                 "grad_norm": _downsample(grad),
                 "update_ratio": _downsample([[r.step, r.update_ratio] for r in tl.steps if r.update_ratio is not None]),
                 "lr": _downsample([[r.step, r.lr] for r in tl.steps if r.lr is not None]),
                 "evaluations": [asdict(e) for e in tl.evaluations],
             }),
-            "gradients": {"layers": [_jsonable(x) for x in self.gradient_summary()]},
+            "gradients": _jsonable({"layers": self.gradient_summary(), "heatmap": self.gradient_heatmap()}),
             "memory": _jsonable(self.memory_summary()),
         }
 
@@ -175,12 +253,16 @@ class Report:
 
     # -- terminal -------------------------------------------------------------------
     def render(self, console: Any = None, verbose: bool = False, memory: bool = False,
-               findings: bool = True) -> None:
+               findings: bool = True, gradients: bool = False) -> None:
         from .render.terminal import default_console, render_report
 
         console = console or default_console()
         if findings:
             render_report(self, console=console, verbose=verbose)
+        if gradients:
+            from .render.gradients import render_gradients
+
+            render_gradients(self, console=console, verbose=verbose)
         if memory:
             from .render.memory import render_memory
 

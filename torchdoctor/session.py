@@ -49,6 +49,9 @@ class Doctor:
         console: Any = None,
         memory_budget: int | str | None = None,
         memory_report: bool = False,
+        gradient_report: bool = False,
+        html_path: str | os.PathLike[str] | None = None,
+        live: Any = False,
     ) -> None:
         self.models = _as_list(models)
         self.optimizers = _as_list(optimizers)
@@ -58,6 +61,10 @@ class Doctor:
 
             self.config = dataclasses.replace(self.config, memory_budget=parse_size(memory_budget))
         self.memory_report = memory_report
+        self.gradient_report = gradient_report
+        self.html_path = Path(html_path).resolve() if html_path else None
+        self.live = live
+        self._progress: Any = None
         self.json_path = Path(json_path).resolve() if json_path else None
         self.print_report = print_report
         self.verbose = verbose
@@ -88,12 +95,34 @@ class Doctor:
         self._probes = installed
         self._started = time.perf_counter()
         _active.append(self)
+        if self.live:
+            self._start_live()
         return self
+
+    def _start_live(self) -> None:
+        from rich.console import Console
+
+        from .render.live import LiveProgress
+
+        assert self.recorder is not None
+        console = self.live if isinstance(self.live, Console) else None
+        try:
+            self._progress = LiveProgress(self.recorder, self.config, console)
+            self._progress.start()
+        except Exception as exc:
+            self._progress = None
+            self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)
 
     def stop(self, exit_status: int | None = None, exception: BaseException | None = None) -> Report:
         """Detach every hook, then diagnose. Safe to call once after `start`."""
         if self.recorder is None:
             raise RuntimeError("this Doctor was not started")
+        if self._progress is not None:
+            progress, self._progress = self._progress, None
+            try:
+                progress.stop()
+            except Exception as exc:
+                self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)
         for probe in reversed(self._probes):
             try:
                 probe.remove()
@@ -141,10 +170,18 @@ class Doctor:
                 self.report.save_json(self.json_path)
             except OSError as exc:
                 print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
-        if self.print_report or self.memory_report:  # asked for by name, the memory report prints even with -q
+        if self.html_path is not None:
+            try:
+                from .render.html import write_html
+
+                write_html(self.report.to_dict(), self.html_path)
+            except Exception as exc:  # the HTML is an extra: its failure must not fail the run
+                print(f"torchdoctor: could not write {self.html_path}: {exc}", file=sys.stderr)
+        # Asked for by name, the memory and gradient reports print even with -q.
+        if self.print_report or self.memory_report or self.gradient_report:
             try:
                 self.report.render(self.console, verbose=self.verbose, memory=self.memory_report,
-                                   findings=self.print_report)
+                                   findings=self.print_report, gradients=self.gradient_report)
             except Exception as exc:  # a broken terminal must not break the patient
                 print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
 
@@ -177,7 +214,8 @@ class Doctor:
     def clone(self) -> Doctor:
         return Doctor(self.models, self.optimizers, config=self.config, json_path=self.json_path,
                       print_report=self.print_report, verbose=self.verbose, console=self.console,
-                      memory_report=self.memory_report)
+                      memory_report=self.memory_report, gradient_report=self.gradient_report,
+                      html_path=self.html_path, live=self.live)
 
     def log(self, **values: float) -> None:
         """Record values the probes cannot see, e.g. `doctor.log(val_loss=0.41, val_acc=0.87)` for a
@@ -205,7 +243,8 @@ def watch(
     """Watch a training loop: `with watch(model, optimizer) as doctor:` or `@watch()`.
 
     Options: `config`, `json_path`, `print_report` (default True), `verbose`, `console`,
-    `memory_budget` ("16GiB": check that a step would fit there), `memory_report` (print the table).
+    `memory_budget` ("16GiB": check that a step would fit there), `memory_report` and
+    `gradient_report` (print those tables), `html_path` (write the HTML report there).
     """
     return Doctor(model, optimizer, **options)
 

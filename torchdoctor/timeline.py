@@ -18,6 +18,9 @@ NORMALIZATION_TYPES = frozenset(
 )
 SATURATING_ACTIVATIONS = frozenset({"Sigmoid", "Tanh", "Hardtanh", "Softsign", "Hardsigmoid", "LogSigmoid"})
 EMBEDDING_TYPES = frozenset({"Embedding", "EmbeddingBag"})
+MAX_STEPS = 20_000  # step records kept; beyond it the older history is thinned
+RECENT_STEPS = 5_000  # the most recent steps are always kept at full resolution
+EARLY_STEPS = 1_000  # and so are the first ones
 
 
 @dataclass
@@ -216,8 +219,19 @@ class Timeline:
     train_loss_fn: str | None = None  # the loss function the training steps backwarded, e.g. "cross_entropy"
     eval_forwards: int = 0  # model forwards in evaluation mode (no_grad, inference_mode or eval())
     backward_calls: int = 0
+    thinned: int = 0  # times the older step history was halved (a long run)
     memory: MemoryInfo = field(default_factory=MemoryInfo)
     internal_errors: list[str] = field(default_factory=list)
+
+    def add_step(self, record: StepRecord) -> None:
+        """Keep the first and the most recent steps whole and thin the middle: past MAX_STEPS
+        records the middle is halved, so a million-step run holds a bounded record while the
+        rules still see how the run started (its first steps) and how it is going now."""
+        self.steps.append(record)
+        if len(self.steps) > MAX_STEPS:
+            early, middle = self.steps[:EARLY_STEPS], self.steps[EARLY_STEPS:-RECENT_STEPS]
+            self.steps = early + middle[::2] + self.steps[-RECENT_STEPS:]
+            self.thinned += 1
 
     # -- queries rules use -------------------------------------------------
     def events_of(self, kind: str) -> list[Event]:

@@ -58,7 +58,7 @@ def evidence_line(finding: Finding, verbose: bool = False) -> str:
 def _header(report: Report) -> str:
     run = report.timeline.run
     script = os.path.basename(run.argv[0]) if run.argv else "watched run"
-    bits = [script, f"{len(report.timeline.steps)} steps"]
+    bits = [script, f"{report.step_count} steps"]
     if run.epochs is not None:
         bits.append(f"{run.epochs} epochs")
     bits.append(run.device)
@@ -76,7 +76,7 @@ def healthy_line(report: Report) -> str:
         if tl.backward_calls:
             what += f" ({tl.backward_calls} backward() calls)"
         return f"nothing to diagnose: {what}"
-    bits = [f"{len(tl.steps)} steps"]
+    bits = [f"{report.step_count} steps"]
     losses = [v for _, v in tl.loss_series() if math.isfinite(v)]
     if losses:
         bits.append(f"loss {fmt(losses[0])} → {fmt(losses[-1])}")

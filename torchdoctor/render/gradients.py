@@ -1,0 +1,60 @@
+"""The gradient report: per layer, in model order, how large its gradients are, how far each step
+moves its weights, and how that went over the run; the layers a finding names stand out."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..rules._numbers import fmt
+from .terminal import default_console
+
+if TYPE_CHECKING:
+    from ..report import Report
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[Any]) -> str:
+    """Log-scaled, since gradient norms move by orders of magnitude; ✗ where a value was not finite."""
+    finite = [math.log10(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if not finite:
+        return ""
+    low, high = min(finite), max(finite)
+    span = high - low or 1.0
+    out = []
+    for v in values:
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            out.append("✗")
+        elif v <= 0:
+            out.append(" ")
+        else:
+            out.append(BARS[min(len(BARS) - 1, int((math.log10(v) - low) / span * (len(BARS) - 1) + 0.5))])
+    return "".join(out)
+
+
+def render_gradients(report: Report, console: Console | None = None, verbose: bool = False) -> None:
+    console = console or default_console()
+    layers = report.gradient_summary()
+    console.print(Text("gradients", style="bold") + Text(f" · {len(layers)} layers, model order", style="dim"))
+    if not layers:
+        console.print(Text("  no parameter with a gradient was observed", style="dim"))
+        return
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
+    for name, justify in [("layer", "left"), ("type", "left"), ("norm last", "right"), ("median", "right"),
+                          ("max", "right"), ("update/weight", "right"), ("non-finite", "right"),
+                          ("trend (log)", "left"), ("found", "left")]:
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for row in layers:
+        share = row["nonfinite_share"]
+        style = "bold red" if row["flagged"] else None
+        table.add_row(
+            row["name"], row["type"], fmt(row["norm_last"]), fmt(row["norm_median"]), fmt(row["norm_max"]),
+            fmt(row["update_ratio_median"]), f"{share:.0%}" if share else "", sparkline(row["trend"]),
+            ", ".join(row["flagged"]), style=style,
+        )
+    console.print(table)
