@@ -130,6 +130,7 @@ class Recorder:
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
         self.memory = MemoryMeter()
         self.graph_tags = GraphTags()
+        self.step_listeners: list[Callable[[], None]] = []  # called after each counted step
         self.failed_in: dict[str, Any] | None = None  # phase, module, ...: where an exception left
         self.nonfinite_loss_seen = False
         self.nonfinite_grad_seen = False
@@ -554,6 +555,8 @@ class Recorder:
                     self.pending_update = (self.timeline.steps[-1], measured)
             self._after_step_memory()
             self.step += 1
+            for listener in self.step_listeners:
+                listener()
 
     def _after_step_memory(self) -> None:
         meter = self.memory

@@ -109,6 +109,7 @@ class Doctor:
         try:
             self._progress = LiveProgress(self.recorder, self.config, console)
             self._progress.start()
+            self.recorder.step_listeners.append(self._progress.on_step)
         except Exception as exc:
             self._progress = None
             self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)

@@ -45,16 +45,23 @@ def render_gradients(report: Report, console: Console | None = None, verbose: bo
         console.print(Text("  no parameter with a gradient was observed", style="dim"))
         return
     table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0))
-    for name, justify in [("layer", "left"), ("type", "left"), ("norm last", "right"), ("median", "right"),
-                          ("max", "right"), ("update/weight", "right"), ("non-finite", "right"),
-                          ("trend (log)", "left"), ("found", "left")]:
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    width = min(32, max(len(f"{row['name']} ({row['type']})") for row in layers))
+    table.add_column("layer", no_wrap=True, min_width=width, overflow="ellipsis")
+    for name in ("norm last", "median", "max", "update/w", "non-finite"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=8)
+    table.add_column("trend (log)", no_wrap=True, min_width=16)
+    table.add_column("", no_wrap=True)
+    named: dict[str, list[str]] = {}
     for row in layers:
         share = row["nonfinite_share"]
-        style = "bold red" if row["flagged"] else None
+        for code in row["flagged"]:
+            named.setdefault(code, []).append(row["name"])
         table.add_row(
-            row["name"], row["type"], fmt(row["norm_last"]), fmt(row["norm_median"]), fmt(row["norm_max"]),
+            f"{row['name']} ({row['type']})", fmt(row["norm_last"]), fmt(row["norm_median"]), fmt(row["norm_max"]),
             fmt(row["update_ratio_median"]), f"{share:.0%}" if share else "", sparkline(row["trend"]),
-            ", ".join(row["flagged"]), style=style,
+            "◀" if row["flagged"] else "", style="bold red" if row["flagged"] else None,
         )
     console.print(table)
+    for code, names in named.items():
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        console.print(Text(f"  ◀ {code}: {shown}", style="red"))

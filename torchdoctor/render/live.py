@@ -8,6 +8,7 @@ timeline now and then, backing off when that costs more than a sliver of the tim
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ..recorder import Recorder
 
 RULES_EVERY_S = 2.0
+OTHER_PROGRESS = ("tqdm", "rich.progress", "alive_progress", "progressbar", "enlighten")
 RULES_BUDGET = 0.02  # at most this share of wall time spent re-running the rules
 
 
@@ -46,6 +48,12 @@ class LiveProgress:
         if self.live is not None:
             live, self.live = self.live, None
             live.stop()
+
+    def on_step(self) -> None:
+        """Called on the script's thread after each step: a script with a progress display of its
+        own keeps it, and this one steps aside rather than fight it for the bottom line."""
+        if self.live is not None and any(name in sys.modules for name in OTHER_PROGRESS):
+            self.stop()
 
     def line(self) -> Text:
         try:
