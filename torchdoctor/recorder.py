@@ -19,6 +19,7 @@ import torch
 
 from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
 from .probes import tracing
+from .probes.crash import classify, loss_facts, module_facts
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
 from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, out_of_memory
@@ -281,7 +282,7 @@ class Recorder:
     def on_loss_failed(self, name: str, args: tuple) -> None:
         """A loss function raised: note it with the shapes it was given (and what they broadcast to)."""
         shapes = [list(a.shape) for a in args[:2] if isinstance(a, torch.Tensor)]
-        info: dict[str, Any] = {"phase": "loss", "module": None, "loss": name, "shapes": shapes}
+        info: dict[str, Any] = {"phase": "loss", "module": None, "loss": name, "shapes": shapes, **loss_facts(args)}
         if len(shapes) == 2 and shapes[0] != shapes[1]:
             try:
                 info["broadcast_shape"] = list(torch.broadcast_shapes(*[torch.Size(x) for x in shapes]))
@@ -290,10 +291,10 @@ class Recorder:
         self.failed_in = info
 
     @guarded
-    def on_module_failed(self, module: torch.nn.Module) -> None:
+    def on_module_failed(self, module: torch.nn.Module, args: tuple = ()) -> None:
         """A module's forward raised; the first to say so is where it happened."""
         if self.failed_in is None:
-            self.failed_in = {"phase": "forward", "module": self.name_of(module)}
+            self.failed_in = {"phase": "forward", "module": self.name_of(module), **module_facts(module, args)}
 
     @guarded
     def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
@@ -663,14 +664,18 @@ class Recorder:
 
     @guarded
     def on_script_failed(self, exc: BaseException) -> None:
-        """The run died: if of an out-of-memory error, record where and what was being allocated."""
-        oom = out_of_memory(exc)
-        if oom is None:
+        """The run died: of out-of-memory (where, and what was being allocated), or of another
+        error, explained where it is a classic one."""
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return
         where = self.failed_in or {"phase": "optimizer step" if self.stepping else "code outside the model",
                                    "module": None}
-        oom.update(where)
-        self.timeline.events.append(Event("out_of_memory", self.step, self.epoch, oom))
+        oom = out_of_memory(exc)
+        if oom is not None:
+            oom.update(where)
+            self.timeline.events.append(Event("out_of_memory", self.step, self.epoch, oom))
+            return
+        self.timeline.events.append(Event("script_error", self.step, self.epoch, classify(exc, where)))
 
     @guarded
     def _finish_measurements(self) -> None:

@@ -69,7 +69,7 @@ class ModuleProbe:
         self.depth = max(0, self.depth - 1)
         failed = len(rest) != 2
         if failed:
-            rec.on_module_failed(module)
+            rec.on_module_failed(module, args)
         if self.depth == 0:
             self.ordering = None
             rec.on_root_exit(module, failed)

@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     nonfinite_loss,
     out_of_memory,
     overfitting,
+    script_error,
     vanishing_gradients,
 )
 from .base import REGISTRY, NotEvaluated, Param, Rule, rule
