@@ -168,3 +168,46 @@ def test_watch_with_a_memory_budget_reports_pressure_and_the_memory_table():
     assert finding.evidence["limit_bytes"] == 4 * 2**20
     text = buf.getvalue()
     assert "memory_pressure" in text and "share of peak" in text and "budget 4 MiB" in text
+
+
+def _seeded_training(watch: bool = False, use_fit: bool = False) -> dict:
+    """Dropout, BatchNorm, a shuffling loader: RNG, running statistics and weights all must come
+    out the same, bit for bit, whether torchdoctor watched or not."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Flatten(), nn.Linear(4 * 16 * 16, 1))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(regression_data(256), batch_size=32, shuffle=True)
+    losses: list[float] = []
+    if use_fit:
+        result = torchdoctor.fit(model, loader, optimizer, nn.MSELoss(), epochs=8, print_report=False)
+        losses = [h["train_loss"] for h in result.history]
+    else:
+        def train() -> None:
+            for _ in range(8):
+                total = 0.0
+                for x, y in loader:
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = F.mse_loss(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach())
+                losses.append(total / len(loader))
+        if watch:
+            with torchdoctor.watch(model, optimizer, print_report=False):
+                train()
+        else:
+            train()
+    return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "losses": losses,
+            "rng": torch.get_rng_state()}
+
+
+@pytest.mark.parametrize("entry", ["watch", "fit"])
+def test_watch_and_fit_train_bit_for_bit_as_the_plain_loop(entry):
+    """64 steps: the memory breakdown's sampled steps (0 and 50) and the update-ratio samples in."""
+    plain = _seeded_training()
+    watched = _seeded_training(watch=entry == "watch", use_fit=entry == "fit")
+    assert plain["losses"] == watched["losses"]
+    assert torch.equal(plain["rng"], watched["rng"])
+    for key, value in plain["state"].items():
+        assert torch.equal(value, watched["state"][key]), key

@@ -369,10 +369,13 @@ def assert_bit_identical(a, b, key: str = "") -> None:
         assert a == b, key
 
 
-@pytest.mark.parametrize("nan_step", [-1, 3], ids=["healthy", "nan-replayed"])
-def test_training_is_bit_identical_with_and_without_torchdoctor(tmp_path, nan_step, loss_check):
+@pytest.mark.parametrize(("nan_step", "steps"), [(-1, 8), (3, 8), (-1, 60)],
+                         ids=["healthy", "nan-replayed", "memory-sampled"])
+def test_training_is_bit_identical_with_and_without_torchdoctor(tmp_path, nan_step, steps, loss_check):
+    """60 steps take in the memory breakdown's second sampled step (50), with saved tensors seen
+    through saved_tensors_hooks, and the update-ratio samples."""
     plain, watched = tmp_path / "plain.pt", tmp_path / "watched.pt"
-    args = ["--steps", "8", "--nan-step", str(nan_step)]
+    args = ["--steps", str(steps), "--nan-step", str(nan_step)]
     run_plain(D / "seeded.py", *args, "--out", str(plain))
     run = run_script(D / "seeded.py", *args, "--out", str(watched))
     assert run.status == 0, run.report.timeline.run.script_exception
