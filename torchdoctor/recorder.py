@@ -30,6 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_INTERNAL_ERRORS = 20
 MAX_KEPT_OUTPUT = 1 << 20  # elements
+MAX_AMP_RECORDS = 2000
 # Devices where a loss is read when backward() is called (free there); elsewhere (CUDA) it waits
 # for the step's single read-back, and the forward that made it is kept for the replay.
 EAGER_LOSS_DEVICES = frozenset({"cpu"})
@@ -273,6 +274,21 @@ class Recorder:
             self.memory.end_forward()
         if failed and self.failed_in is None:
             self.failed_in = {"phase": "forward", "module": None}
+
+    @guarded
+    def on_scaler_update(self, before: float, after: float | None) -> None:
+        """GradScaler.update(): a scale that went down means this step's gradients held Inf/NaN
+        and the scaler skipped optimizer.step() (by design while it calibrates)."""
+        amp = self.timeline.amp
+        amp.updates += 1
+        skipped = after is not None and after < before
+        if skipped:
+            amp.skipped += 1
+            amp.skipped_steps.append(self.step)
+            del amp.skipped_steps[:-MAX_AMP_RECORDS]
+        if after is not None:
+            amp.scales.append((amp.updates - 1, after))
+            del amp.scales[:-MAX_AMP_RECORDS]
 
     @guarded
     def on_backward_failed(self) -> None:

@@ -192,6 +192,16 @@ class MemoryInfo:
 
 
 @dataclass
+class AmpInfo:
+    """What a GradScaler did: how often it skipped a step (Inf/NaN gradients) and its scale."""
+
+    updates: int = 0
+    skipped: int = 0
+    skipped_steps: list[int] = field(default_factory=list)  # training steps done when it skipped
+    scales: list[tuple[int, float]] = field(default_factory=list)  # (update index, scale after it)
+
+
+@dataclass
 class RunInfo:
     argv: list[str] = field(default_factory=list)
     exit_status: int | None = None
@@ -221,6 +231,7 @@ class Timeline:
     backward_calls: int = 0
     thinned: int = 0  # times the older step history was halved (a long run)
     memory: MemoryInfo = field(default_factory=MemoryInfo)
+    amp: AmpInfo = field(default_factory=AmpInfo)
     internal_errors: list[str] = field(default_factory=list)
 
     def add_step(self, record: StepRecord) -> None:

@@ -72,8 +72,20 @@ class BackwardProbe:
                     probe.scaled = None
             return scaled
 
-        self.original_scale = (scaler_cls, original_scale)
+        original_update = scaler_cls.update
+        recorder = self.recorder
+
+        @functools.wraps(original_update)
+        def update(scaler: Any, *args: Any, **kwargs: Any) -> Any:
+            before = _scale_of(scaler)
+            result = original_update(scaler, *args, **kwargs)
+            if before is not None:
+                recorder.on_scaler_update(before, _scale_of(scaler))
+            return result
+
+        self.original_scale = (scaler_cls, original_scale, original_update)
         scaler_cls.scale = scale
+        scaler_cls.update = update
 
     def unscaled(self, tensors: Any) -> Any:
         """The loss the script computed, when `tensors` is what GradScaler.scale made of it."""
@@ -95,8 +107,9 @@ class BackwardProbe:
             torch.autograd.backward = self.original
             self.original = None
         if self.original_scale is not None:
-            cls, original_scale = self.original_scale
+            cls, original_scale, original_update = self.original_scale
             cls.scale = original_scale
+            cls.update = original_update
             self.original_scale = None
         self.scaled = None
 
@@ -109,3 +122,15 @@ def _retains_graph(args: tuple, kwargs: dict) -> bool:
         return bool(retain if retain is not None else create)
     except Exception:
         return False
+
+
+def _scale_of(scaler: Any) -> float | None:
+    """The scaler's current scale without a device sync where it can be avoided: the scale tensor
+    lives on the device, so it is read only when the scaler is enabled (once per update, after the
+    scaler itself has synchronized to decide whether to skip)."""
+    try:
+        if not scaler.is_enabled():
+            return None
+        return float(scaler.get_scale())
+    except Exception:
+        return None

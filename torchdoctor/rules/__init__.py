@@ -8,6 +8,7 @@ from ..config import Config
 from ..findings import Finding
 from ..timeline import Timeline
 from . import (  # noqa: F401
+    amp_overflow,
     divergence,
     exploding_gradients,
     loss_plateau,
