@@ -112,3 +112,28 @@ def test_a_compiled_training_step_trains_the_same_and_is_still_diagnosed():
     assert losses == plain_losses and torch.equal(weight, plain_weight)
     assert [r.loss for r in doctor.report.timeline.steps] == losses
     assert not doctor.report.internal_errors
+
+
+def test_a_compiled_model_is_diagnosed_and_says_what_it_could_not_see(run, write_script):
+    """torch.compile(model): the layers keep the model's own names, a NaN batch is still traced to
+    the input, and one line says what compiled code hides."""
+    script = write_script(
+        "import torch, torch.nn as nn, torch.nn.functional as F\n"
+        "torch.manual_seed(0)\n"
+        "model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 3))\n"
+        "compiled = torch.compile(model, backend='aot_eager')\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "for step in range(12):\n"
+        "    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))\n"
+        "    if step == 8:\n"
+        "        x[0, 0] = float('nan')\n"
+        "    loss = F.cross_entropy(compiled(x), y)\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+    )
+    result = run(script)
+    assert result.status == 0
+    assert [layer.name for layer in result.report.timeline.layers] == ["0", "2"]
+    finding = result.report.by_code("nonfinite_loss")
+    assert finding is not None and finding.step == 8 and finding.evidence["origin"] == "input"
+    assert "torch.compile'd Sequential: not observed" in result.report.to_text()
+    assert result.report.to_dict()["run"]["compiled"] is True

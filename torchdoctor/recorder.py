@@ -183,9 +183,14 @@ class Recorder:
         return None
 
     def _discover(self, module: torch.nn.Module) -> RootState:
-        prefix = "" if not self.roots else f"{type(module).__name__}:"
-        names = {id(m): (prefix + n if n else type(module).__name__) for n, m in module.named_modules()}
-        params = {id(p): prefix + n for n, p in module.named_parameters()}
+        inner = _compiled_original(module)
+        if inner is not None:  # torch.compile(model): name the layers as the model names them
+            self._note_compiled(inner)
+        named = inner if inner is not None else module
+        prefix = "" if not self.roots else f"{type(named).__name__}:"
+        names = {id(m): (prefix + n if n else type(named).__name__) for n, m in named.named_modules()}
+        names[id(module)] = names[id(named)]
+        params = {id(p): prefix + n for n, p in named.named_parameters()}
         state = RootState(module, prefix, names, params)
         self.roots[id(module)] = state
         if self.timeline.run.device == "cpu":
@@ -193,6 +198,14 @@ class Recorder:
             if first is not None:
                 self.timeline.run.device = str(first.device)
         return state
+
+    def _note_compiled(self, inner: torch.nn.Module) -> None:
+        if not self.timeline.events_of("compiled"):
+            self.timeline.events.append(Event("compiled", self.step, None, {
+                "model": type(inner).__name__,
+                "not_observed": "inside compiled code: the forward order of its layers and the activation "
+                                "memory per module (gradients, losses, NaN origins and memory totals are)",
+            }))
 
     def _finish_model(self, state: RootState, args: tuple = ()) -> None:
         """Once the first forward has shown the order, record the model and its layers."""
@@ -727,6 +740,12 @@ class Recorder:
         self.optimizers.clear()
         self.memory.release()
         self.graph_tags.tags.clear()
+
+
+def _compiled_original(module: torch.nn.Module) -> torch.nn.Module | None:
+    """The model inside a torch.compile wrapper (OptimizedModule), if `module` is one."""
+    inner = getattr(module, "_orig_mod", None)
+    return inner if type(module).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module) else None
 
 
 def _training_forward(module: torch.nn.Module) -> bool:

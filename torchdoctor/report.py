@@ -225,6 +225,7 @@ class Report:
                 "module_types": {k: v for m in tl.models for k, v in m.module_types.items()},
                 "optimizers": tl.optimizers,
                 "backward_calls": tl.backward_calls,
+                "compiled": bool(tl.events_of("compiled")),
             },
             "findings": [_jsonable(f.to_dict()) for f in self.findings],
             "not_evaluated": self.not_evaluated,

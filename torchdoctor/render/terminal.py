@@ -111,6 +111,9 @@ def render_report(report: Report, console: Console | None = None, verbose: bool 
     said: set[tuple[str, str]] = set()
     for finding in shown:
         _render_finding(console, finding, verbose, report.timeline.module_type, said)
+    for event in report.timeline.events_of("compiled"):
+        console.print(Text(f"torch.compile'd {event.data.get('model')}: not observed {event.data.get('not_observed')}",
+                           style="dim"))
     _render_not_evaluated(console, report, verbose)
     for message in report.internal_errors:
         console.print(Text(f"torchdoctor internal warning: {message}", style="magenta"))
