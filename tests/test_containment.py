@@ -137,3 +137,25 @@ def test_a_compiled_model_is_diagnosed_and_says_what_it_could_not_see(run, write
     assert finding is not None and finding.step == 8 and finding.evidence["origin"] == "input"
     assert "torch.compile'd Sequential: not observed" in result.report.to_text()
     assert result.report.to_dict()["run"]["compiled"] is True
+
+
+def test_a_failing_rule_is_contained_and_the_other_diagnoses_stand(monkeypatch):
+    from torchdoctor.rules import REGISTRY
+
+    def broken_rule(tl, params):
+        raise KeyError("injected fault in a rule")
+
+    monkeypatch.setattr(REGISTRY["vanishing_gradients"], "func", broken_rule)
+    with torchdoctor.watch(print_report=False) as doctor:
+        seeded_training()
+    assert any("rule vanishing_gradients failed: KeyError" in e for e in doctor.report.internal_errors)
+    assert "internal warning" in doctor.report.to_text()
+
+
+def test_a_failing_memory_probe_is_contained(monkeypatch):
+    expected_losses, expected_weight = seeded_training()
+    monkeypatch.setattr("torchdoctor.probes.memory.MemoryMeter.begin", broken)
+    with torchdoctor.watch(print_report=False) as doctor:
+        losses, weight = seeded_training()
+    assert losses == expected_losses and torch.equal(weight, expected_weight)
+    assert any("injected fault" in e for e in doctor.report.internal_errors)
