@@ -116,3 +116,13 @@ def test_a_run_that_exits_or_is_interrupted_is_no_script_error(run, write_script
     result = run(write_script(HEADER + "model = nn.Linear(4, 2)\nx, y = torch.randn(8, 4), torch.randint(0, 2, (8,))\n"
                               "criterion = nn.CrossEntropyLoss()\n" + LOOP + ending))
     assert "script_error" not in result.codes
+
+
+def test_the_shape_mismatch_example_and_its_fixed_twin(run):
+    from tests.conftest import EXAMPLES
+
+    faulty = run(EXAMPLES / "shape_mismatch.py")
+    fix = faulty.report.by_code("script_error").fixes[0]
+    assert faulty.status == 1 and fix.action == "fix_in_features" and fix.params["in_features"] == 32 * 8 * 8
+    fixed = run(EXAMPLES / "shape_mismatch.py", "--fixed")
+    assert fixed.status == 0 and fixed.report.healthy, fixed.codes
