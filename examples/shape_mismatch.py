@@ -26,7 +26,7 @@ def main() -> None:
         nn.Flatten(), nn.Linear(in_features, 10),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for step in range(args.steps):
+    for _ in range(args.steps):
         x = torch.randn(16, 3, 32, 32)
         y = (x[:, 0].mean((1, 2)) > 0).long() * 3  # learnable from the first channel
         loss = F.cross_entropy(model(x), y)

@@ -130,13 +130,19 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
                  quiet: bool = False, verbose: bool = False, **options: Any) -> int:
+    from .distributed import SILENT, detect
     from .execfile import run_target
     from .session import Doctor
 
+    rank = detect()  # a rank of torchrun: rank 0 alone prints and writes the report, for all ranks
+    if rank is not None and not rank.is_main:
+        json_target, quiet, options = None, True, {**options, **SILENT}
     doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose, **options)
     doctor.start()
     assert doctor.recorder is not None
     doctor.recorder.timeline.run.argv = [prepared.display, *args]
+    if rank is not None:
+        rank.begin(doctor.recorder.timeline.run)
     with terminated_as_exit():
         outcome = run_target(prepared, args)
     try:
@@ -144,6 +150,10 @@ def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path 
     except Exception:
         pass
     doctor.stop(exit_status=outcome.status, exception=outcome.exception)
+    if rank is not None:
+        doctor.report = rank.finish(doctor.report, outcome.status, outcome.exception)
+        if not rank.is_main:
+            return outcome.status
     doctor.emit()
     if doctor.fails():
         return FAIL_ON_STATUS

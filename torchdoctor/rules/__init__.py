@@ -18,6 +18,7 @@ from . import (  # noqa: F401
     nonfinite_loss,
     out_of_memory,
     overfitting,
+    rank_failed,
     script_error,
     vanishing_gradients,
 )

@@ -1,0 +1,147 @@
+"""What torchdoctor costs per training step, side by side with plain PyTorch and detect_anomaly.
+
+    python benchmarks/overhead.py [--rounds 7] [--steps 40] [--threads 2]
+
+Workloads: a small CNN and torchvision's ResNet-18, on CPU with a fixed thread count and
+synthetic data. Modes: plain; torchdoctor's default as `torchdoctor run` uses it (discovery
+through global hooks, no arguments); as `watch(model, optimizer)`; and
+`torch.autograd.detect_anomaly()`. Rounds are interleaved (plain, run, watch, anomaly, plain, ...)
+so drift in the machine's speed hits every mode alike; each figure is the median step time over
+rounds, and the ratio is to plain. Also: how many steps after a NaN appears torchdoctor reports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def small_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(32, 10),
+    )
+    return model, torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+
+
+def resnet18() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    import torchvision
+
+    return torchvision.models.resnet18(num_classes=10), torch.randn(16, 3, 64, 64), torch.randint(0, 10, (16,))
+
+
+@contextlib.contextmanager
+def mode(name: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    if name == "plain":
+        yield
+    elif name == "anomaly":
+        with torch.autograd.detect_anomaly(check_nan=True):
+            yield
+    else:
+        from torchdoctor.session import Doctor
+
+        doctor = Doctor(model, optimizer, print_report=False) if name == "watch" else Doctor(print_report=False)
+        with doctor:
+            yield
+
+
+def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+            y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def timed(step: Callable[[], None], steps: int) -> float:
+    """Median seconds per step over `steps` steps (after two warm-up steps)."""
+    step()
+    step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+MODES = ("plain", "run", "watch", "anomaly")
+
+
+def measure(make: Callable[[], tuple[nn.Module, torch.Tensor, torch.Tensor]], rounds: int,
+            steps: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    model, x, y = make()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = step_fn(model, optimizer, x, y)
+    results: dict[str, list[float]] = {m: [] for m in MODES}
+    for _ in range(rounds):
+        for name in MODES:
+            with mode(name, model, optimizer):
+                results[name].append(timed(step, steps))
+    return {name: statistics.median(values) for name, values in results.items()}
+
+
+def nan_latency() -> int:
+    """Steps between the first NaN loss and the step torchdoctor reports it at (0: the same step)."""
+    from torchdoctor.session import Doctor
+
+    torch.manual_seed(0)
+    model, x, y = small_cnn()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Doctor(print_report=False) as doctor:
+        for i in range(12):
+            batch = x.clone()
+            if i == 7:
+                batch[0, 0, 0, 0] = float("nan")
+            optimizer.zero_grad()
+            F.cross_entropy(model(batch), y).backward()
+            optimizer.step()
+    finding = doctor.report.by_code("nonfinite_loss")
+    return finding.step - 7 if finding is not None else -1
+
+
+def import_time() -> tuple[float, float]:
+    """Seconds to import torch alone, and torch then torchdoctor, in fresh interpreters (median of 3)."""
+    def run(code: str) -> float:
+        times = []
+        for _ in range(3):
+            out = subprocess.run([sys.executable, "-c", f"import time; t=time.perf_counter(); {code}; "
+                                  "print(time.perf_counter()-t)"], capture_output=True, text=True, check=True)
+            times.append(float(out.stdout.strip().splitlines()[-1]))
+        return statistics.median(times)
+    return run("import torch"), run("import torch, torchdoctor, torchdoctor.session")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"CPU, {args.threads} threads, {args.rounds} interleaved rounds of {args.steps} steps, median step time")
+    for name, make in (("small CNN (32x3x32x32)", small_cnn), ("ResNet-18 (16x3x64x64)", resnet18)):
+        result = measure(make, args.rounds, args.steps)
+        plain = result["plain"]
+        cells = "  ".join(f"{m} {result[m] * 1e3:7.2f} ms ({result[m] / plain:5.3f}x)" for m in MODES)
+        print(f"  {name:24s} {cells}")
+    print(f"  NaN reported {nan_latency()} steps after it appeared")
+    torch_s, both_s = import_time()
+    print(f"  import torch {torch_s:.2f} s; import torch + torchdoctor {both_s:.2f} s (+{both_s - torch_s:.2f} s)")
+
+
+if __name__ == "__main__":
+    main()
