@@ -126,3 +126,21 @@ def test_the_shape_mismatch_example_and_its_fixed_twin(run):
     assert faulty.status == 1 and fix.action == "fix_in_features" and fix.params["in_features"] == 32 * 8 * 8
     fixed = run(EXAMPLES / "shape_mismatch.py", "--fixed")
     assert fixed.status == 0 and fixed.report.healthy, fixed.codes
+
+
+def test_tensors_on_different_devices_are_explained(run, write_script):
+    """No GPU here: a meta-device batch into a CPU model raises PyTorch's device error the same way."""
+    result = run(write_script(HEADER + "model = nn.Linear(4, 2)\nx, y = torch.randn(8, 4, device='meta'), "
+                              "torch.randint(0, 2, (8,))\ncriterion = nn.CrossEntropyLoss()\n" + LOOP))
+    finding = result.report.by_code("script_error")
+    assert finding.evidence["kind"] == "device_mismatch" and finding.evidence["devices"] == ["cpu", "meta"]
+    assert finding.fixes[0].action == "move_to_device" and "model.to(device)" in finding.fixes[0].snippet
+
+
+def test_the_cuda_device_message_is_classified():
+    from torchdoctor.probes.crash import classify
+
+    error = RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
+                         "cuda:0 and cpu! (when checking argument for argument mat1 in method wrapper_CUDA_addmm)")
+    info = classify(error, {"phase": "forward", "module": "fc", "module_type": "Linear"})
+    assert info["kind"] == "device_mismatch" and info["devices"] == ["cpu", "cuda:0"]

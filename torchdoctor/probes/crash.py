@@ -78,9 +78,10 @@ def classify(exc: BaseException, where: dict[str, Any]) -> dict[str, Any]:
     elif re.search(r"same dtype|Input type \(\w+\) and (bias|weight) type|expected scalar type|"
                    r"should be the same", message) and "device" not in message:
         kind = "dtype_mismatch"
-    elif "same device" in message or re.search(r"Input type \(.*cuda.*\) and weight type", message):
+    elif ("same device" in message or "not on the expected device" in message
+          or re.search(r"Input type \(.*cuda.*\) and weight type", message)):
         kind = "device_mismatch"
-        info["devices"] = sorted(set(re.findall(r"(cuda:\d+|cpu|mps)", message)))
+        info["devices"] = sorted(set(re.findall(r"\b(cuda:\d+|cuda|cpu|mps|meta|xpu)\b", message)))
     elif where.get("phase") == "loss":
         kind = _loss_kind(message, info)
     elif where.get("module_type") in ("Embedding", "EmbeddingBag") and "index out of range" in message:
