@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import torch
 
+# Looked up once: the module hooks ask on every module call.
+_IS_COMPILING = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+
 
 def tracing() -> bool:
     """True while torch.compile traces the code (with fake tensors): nothing seen then is real,
     so probes record nothing; the compiled code then runs without calling them."""
-    compiler = getattr(torch, "compiler", None)
-    is_compiling = getattr(compiler, "is_compiling", None)
+    if _IS_COMPILING is None:
+        return False
     try:
-        return bool(is_compiling()) if is_compiling is not None else False
+        return bool(_IS_COMPILING())
     except Exception:
         return False
