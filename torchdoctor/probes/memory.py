@@ -106,11 +106,16 @@ def heap_in_use() -> int | None:
         return None
 
 
+_PROCESS: list[Any] = []
+
+
 def _rss() -> int | None:
     try:
-        import psutil
+        if not _PROCESS:
+            import psutil
 
-        return int(psutil.Process().memory_info().rss)
+            _PROCESS.append(psutil.Process())
+        return int(_PROCESS[0].memory_info().rss)
     except Exception:
         return None
 
