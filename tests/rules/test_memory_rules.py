@@ -34,7 +34,7 @@ def test_a_cuda_peak_over_90_percent_of_the_card_is_a_warning_with_the_batch_tha
     tl = cuda_timeline(peak_reserved=76 * GiB)
     (finding,) = findings("memory_pressure", tl)
     assert finding.severity is Severity.WARNING
-    assert finding.evidence["limit"] == "device memory" and finding.evidence["share"] == 76 / 80
+    assert finding.evidence["limit_source"] == "device memory" and finding.evidence["share"] == 76 / 80
     assert finding.evidence["unaccounted_bytes"] == 76 * GiB - 44 * GiB  # context, workspaces, cache
     fix = finding.fixes[0]
     assert fix.action == "reduce_batch_size"
@@ -50,7 +50,7 @@ def test_a_budget_smaller_than_the_peak_is_an_error():
     tl = cuda_timeline(peak_reserved=30 * GiB)
     tl.memory.budget = 16 * GiB
     (finding,) = findings("memory_pressure", tl)
-    assert finding.severity is Severity.ERROR and finding.evidence["limit"] == "--memory-budget"
+    assert finding.severity is Severity.ERROR and finding.evidence["limit_source"] == "--memory-budget"
 
 
 def test_without_a_measured_step_on_cpu_the_budget_is_not_evaluated():

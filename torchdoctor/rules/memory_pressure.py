@@ -84,7 +84,7 @@ def memory_pressure(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         evidence={
             "peak_bytes": peak,
             "limit_bytes": limit,
-            "limit": against,
+            "limit_source": against,
             "share": share,
             "measured": measured,
             "breakdown": breakdown(profile),
