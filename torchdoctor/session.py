@@ -143,7 +143,7 @@ class Doctor:
             run.script_exception = f"{type(exception).__name__}: {exception}"
         if rec.train_loader is not None:
             run.epochs = rec.loader_iters.get(rec.train_loader)
-        run.peak_rss_bytes = rec.timeline.memory.peak_rss = _peak_rss()
+        rec.timeline.memory.peak_rss = _peak_rss()
         rec.timeline.memory.budget = self.config.memory_budget
         self.report = self.diagnose()
         rec.close()

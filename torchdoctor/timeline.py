@@ -211,7 +211,6 @@ class RunInfo:
     world_size: int = 1
     epochs: int | None = None
     script_exception: str | None = None
-    peak_rss_bytes: int | None = None
 
 
 @dataclass

@@ -245,7 +245,6 @@ class MemoryMeter:
         self.capture: ActivationCapture | None = None
         self.pending: MemoryProfile | None = None  # measured this step, completed at its end
         self.profile: MemoryProfile | None = None  # the largest measured step
-        self.profiles = 0
         self._modules: list[tuple[str, str, list[torch.nn.Parameter]]] = []  # of the measured step
 
     # -- the per-step timeline -------------------------------------------------------
@@ -335,7 +334,6 @@ class MemoryMeter:
         if profile is None:
             return
         profile.optimizer_state = total_bytes(t for o in optimizers for t in optimizer_state_tensors(o))
-        self.profiles += 1
         if self.profile is None or profile.step_total >= self.profile.step_total:
             self.profile = profile
 
