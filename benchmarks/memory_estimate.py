@@ -44,7 +44,7 @@ def estimated_and_profiled(model: nn.Module, x: torch.Tensor) -> tuple[int, int]
     net = sum(e.self_cpu_memory_usage for e in prof.events())
     estimate = sum(capture.saved.values())
     outputs = [out] if isinstance(out, torch.Tensor) else list(out)
-    unsaved = {k for t in outputs if (k := storage_key(t)) is not None and k[0] not in capture.owner}
+    unsaved = {k for t in outputs if (k := storage_key(t)) is not None and k[0] not in capture.index}
     return estimate, net - sum(size for _, size in unsaved)
 
 

@@ -83,15 +83,21 @@ def _memory_from(tl: Timeline, memory: dict[str, Any]) -> None:
         mem.samples.append(MemorySample(step=values.get("step", 0), rss=values.get("rss_bytes"),
                                         heap=values.get("heap_bytes"), allocated=values.get("allocated_bytes"),
                                         reserved=values.get("reserved_bytes")))
+    mem.profile = memory_profile_from(memory)
+
+
+def memory_profile_from(memory: dict[str, Any]) -> MemoryProfile | None:
+    """The measured step's breakdown in a report's `memory` section (None when none was measured)."""
     step = memory.get("step")
-    if step:
-        mem.profile = MemoryProfile(
-            step=step.get("measured_at_step", 0), root=step.get("root", ""), batch_size=step.get("batch_size"),
-            parameters=step.get("parameters", 0), gradients=step.get("gradients", 0),
-            gradients_in_forward=step.get("gradients_in_forward", 0),
-            optimizer_state=step.get("optimizer_state", 0), activations=step.get("activations", 0),
-            batch=step.get("batch", 0), activation_dtypes=dict(step.get("activation_dtypes") or {}),
-            modules=[ModuleMemory(m["name"], m.get("type", ""), m.get("parameters", 0), m.get("gradients", 0),
-                                  m.get("activations", 0), m.get("input_bytes", 0))
-                     for m in memory.get("modules") or []],
-        )
+    if not step:
+        return None
+    return MemoryProfile(
+        step=step.get("measured_at_step", 0), root=step.get("root", ""), batch_size=step.get("batch_size"),
+        parameters=step.get("parameters", 0), gradients=step.get("gradients", 0),
+        gradients_in_forward=step.get("gradients_in_forward", 0),
+        optimizer_state=step.get("optimizer_state", 0), activations=step.get("activations", 0),
+        batch=step.get("batch", 0), activation_dtypes=dict(step.get("activation_dtypes") or {}),
+        modules=[ModuleMemory(m["name"], m.get("type", ""), m.get("parameters", 0), m.get("gradients", 0),
+                              m.get("activations", 0), m.get("input_bytes", 0))
+                 for m in memory.get("modules") or []],
+    )

@@ -22,7 +22,7 @@ from .probes import tracing
 from .probes.crash import classify, loss_facts, module_facts
 from .probes.gradients import measure_step
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
-from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, out_of_memory
+from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, machine_ram, out_of_memory
 from .probes.updates import UpdateSampler, ratios
 from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
 
@@ -272,7 +272,7 @@ class Recorder:
         return state
 
     def _begin_memory_profile(self, state: RootState, module: torch.nn.Module, args: tuple) -> None:
-        if type(module).__name__ == "OptimizedModule":  # torch.compile'd: saved tensors are its own
+        if _compiled_original(module) is not None:  # torch.compile'd: saved tensors are its own
             return
         if self.memory.device is None:
             first = next(module.parameters(), None)
@@ -691,7 +691,7 @@ class Recorder:
             info.peak_reserved = counters["peak_reserved"]
             info.capacity = cuda_capacity(device)
         else:
-            info.capacity = _ram()
+            info.capacity = machine_ram()
 
     @guarded
     def on_script_failed(self, exc: BaseException) -> None:
@@ -753,15 +753,6 @@ def _compiled_original(module: torch.nn.Module) -> torch.nn.Module | None:
 def _training_forward(module: torch.nn.Module) -> bool:
     return (module.training and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
             and not tracing())
-
-
-def _ram() -> int | None:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except Exception:
-        return None
 
 
 def _weak(obj: Any) -> Callable[[], Any]:

@@ -120,6 +120,16 @@ def _rss() -> int | None:
         return None
 
 
+def machine_ram() -> int | None:
+    """The CPU's capacity: the machine's RAM."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except Exception:
+        return None
+
+
 def cuda_counters(device: torch.device | None) -> dict[str, int] | None:
     """The caching allocator's counters for `device`; None when CUDA was never used (asking
     would create a context on the user's GPU)."""
@@ -152,13 +162,11 @@ class ActivationCapture:
         self.exclude = exclude  # storages that are parameters (counted as such)
         self.names = names
         self.stack: list[str] = [root_name]
-        self.seen: set[int] = set()
         self.saved: dict[str, int] = {}  # module name -> bytes
         self.inputs: dict[str, tuple[int, int]] = {}  # module name -> storage of its first input
-        self.owner: dict[int, str] = {}  # storage -> the module that saved it first
         # (module, bytes, other modules that saved it too) of each saved storage, in order
         self.sequence: list[tuple[str, int, list[str]]] = []
-        self.index: dict[int, int] = {}  # storage -> position in sequence
+        self.index: dict[int, int] = {}  # storage -> its position in sequence
         self.order: list[str] = [root_name]
         self.dtypes: dict[str, int] = {}  # dtype -> bytes
         self.batch_ptr: int | None = None
@@ -197,10 +205,15 @@ class ActivationCapture:
         ptr, size = self.inputs.get(name, (0, 0))
         if not ptr or ptr == self.batch_ptr:
             return 0
-        owner = self.owner.get(ptr)
+        owner = self.owner(ptr)
         if owner is not None and owner != name and not owner.startswith(name + "."):
             return 0
         return size
+
+    def owner(self, ptr: int) -> str | None:
+        """The module that first saved the storage at `ptr`, if one did."""
+        position = self.index.get(ptr)
+        return self.sequence[position][0] if position is not None else None
 
     def exit(self) -> None:
         if len(self.stack) > 1:
@@ -209,20 +222,17 @@ class ActivationCapture:
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
         try:
             key = storage_key(t)
-            if key is not None and key[0] in self.owner:  # saved again, maybe by another module
+            if key is not None and key[0] in self.index:  # saved again, maybe by another module
                 entry = self.sequence[self.index[key[0]]]
                 if self.stack[-1] != entry[0] and self.stack[-1] not in entry[2]:
                     entry[2].append(self.stack[-1])
-            elif key is not None and key[0] not in self.seen and key[0] not in self.exclude and key[0]:
-                self.seen.add(key[0])
-                if key[0] != self.batch_ptr:
-                    owner = self.stack[-1]
-                    self.saved[owner] = self.saved.get(owner, 0) + key[1]
-                    self.owner[key[0]] = owner
-                    self.index[key[0]] = len(self.sequence)
-                    self.sequence.append((owner, key[1], []))
-                    dtype = str(t.dtype).replace("torch.", "")
-                    self.dtypes[dtype] = self.dtypes.get(dtype, 0) + key[1]
+            elif key is not None and key[0] and key[0] not in self.exclude and key[0] != self.batch_ptr:
+                owner = self.stack[-1]
+                self.saved[owner] = self.saved.get(owner, 0) + key[1]
+                self.index[key[0]] = len(self.sequence)
+                self.sequence.append((owner, key[1], []))
+                dtype = str(t.dtype).replace("torch.", "")
+                self.dtypes[dtype] = self.dtypes.get(dtype, 0) + key[1]
         except Exception:
             pass
         # Detached: the same storage and version counter, so autograd keeps exactly what it would

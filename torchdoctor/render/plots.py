@@ -284,36 +284,21 @@ def memory_timeline_plot(data: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def _root_name(modules: list[dict[str, Any]], step: dict[str, Any]) -> str | None:
-    """The model's own entry (ops in its own forward). The report names it in `memory.step.root` when
-    it can; otherwise it is the undotted entry named after its own class."""
-    if step.get("root"):
-        return str(step["root"])
-    for m in modules:
-        name = str(m.get("name", ""))
-        if "." not in name and name == m.get("type"):
-            return name
-    return None
-
-
 def rolled_up_modules(memory: dict[str, Any]) -> list[dict[str, Any]]:
     """Top-level children with their subtrees summed (`layer3.1.conv2` counts for `layer3`), in
     forward order: forty BatchNorms say less than "block1 holds half the step"."""
-    modules = [m for m in memory.get("modules") or [] if isinstance(m, dict)]
-    root = _root_name(modules, memory.get("step") or {})
-    out: dict[str, dict[str, Any]] = {}
-    for m in modules:
-        top = str(m.get("name", "")).split(".")[0]
-        row = out.setdefault(top, {"name": top, "type": "", "parameters": 0.0, "gradients": 0.0, "activations": 0.0})
-        if top == m.get("name"):
-            row["type"] = m.get("type") or ""
-        for key in ("parameters", "gradients", "activations"):
-            value = number(m.get(key))
-            row[key] += value if math.isfinite(value) else 0.0
-    for row in out.values():
-        row["label"] = f"{row['name']} (own ops)" if row["name"] == root else (
-            f"{row['name']} ({row['type']})" if row["type"] and row["type"] != row["name"] else row["name"])
-    return [r for r in out.values() if r["parameters"] or r["gradients"] or r["activations"]]
+    from ..readback import memory_profile_from
+
+    profile = memory_profile_from(memory)
+    if profile is None:
+        return []
+    rows = []
+    for m in profile.top_level():
+        label = f"{m.name} (own ops)" if m.name == profile.root else (
+            f"{m.name} ({m.type})" if m.type and m.type != m.name else m.name)
+        rows.append({"name": m.name, "type": m.type, "label": label, "parameters": float(m.parameters),
+                     "gradients": float(m.gradients), "activations": float(m.activations)})
+    return rows
 
 
 def _breakdown_rows(memory: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
