@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..rules._numbers import fmt as compact
 from ..units import format_bytes
 from . import plots
 from .plots import number
@@ -107,10 +108,7 @@ def fmt(value: Any) -> str:
         return value
     if not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    a = abs(v)
-    if a != 0 and (a < 1e-3 or a >= 1e5):
-        return f"{v:.2g}" if a < 1e-3 else f"{v:.3g}"
-    return f"{v:.4g}"
+    return compact(v)  # as the terminal report writes it
 
 
 def _bytes(value: Any) -> str:
