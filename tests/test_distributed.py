@@ -93,12 +93,13 @@ def test_rank_that_raises_is_named_by_rank0(tmp_path):
     rank1 = report["run"]["ranks"][1]
     assert (rank1["status"], rank1["exit_status"], rank1["exception"]) == \
         ("reported", 1, "RuntimeError: injected failure on rank 1")
-    failed = report["findings"][0]
-    assert failed["code"] == "rank_failed" and failed["evidence"]["rank"] == 1
-    assert "injected failure on rank 1" in failed["title"]
-    assert any(f["code"] == "script_error" and f["evidence"]["rank"] == 1 for f in report["findings"])
-    assert [f for f in report["findings"] if f["code"] == "rank_failed"] == [failed]  # rank 0 only lost its peer
-    assert "Rank 1 of 2 failed at step 4" in result.stderr
+    failed = report["findings"][0]  # the cause first
+    assert failed["code"] == "script_error" and failed["evidence"]["rank"] == 1 and failed["step"] == 4
+    assert "injected failure on rank 1" in failed["evidence"]["message"]
+    assert failed["title"].startswith("Rank 1 of 2: ")
+    lost = [f for f in report["findings"] if f["code"] == "script_error" and f["evidence"]["rank"] == 0]
+    assert all(f["evidence"]["from_rank"] == 1 for f in lost)  # rank 0 only lost its peer
+    assert "Rank 1 of 2: The script died at step 4" in result.stderr
 
 
 # -- gathering, in-process ---------------------------------------------------------------------------------
@@ -170,8 +171,8 @@ def test_rank_killed_without_reporting_is_named_at_once(tmp_path, reports):
     assert time.monotonic() - start < 5  # not the 30 s timeout: its process is gone
     assert states[1].status == "died"
     merged = merge(clean, ctx, states, 0, None)
-    failed = merged.by_code("rank_failed")
-    assert failed.evidence["rank"] == 1 and failed.evidence["status"] == "died"
+    failed = merged.by_code("script_error")
+    assert failed.evidence["rank"] == 1 and failed.evidence["kind"] == "rank_died"
     assert merged.to_dict()["run"]["failed_ranks"] == [1]
     assert "rank 1 died without reporting" in merged.to_text()
 
@@ -180,8 +181,8 @@ def test_rank_that_never_reports_is_named_after_the_timeout(tmp_path, reports):
     clean, _ = reports
     ctx = context(tmp_path, timeout=0.3)
     merged = merge(clean, ctx, ctx.gather(), 0, None)
-    failed = merged.by_code("rank_failed")
-    assert failed.evidence["status"] == "silent" and failed.fixes[0].action == "raise_gather_timeout"
+    failed = merged.by_code("script_error")
+    assert failed.evidence["kind"] == "rank_silent" and failed.fixes[0].action == "raise_gather_timeout"
 
 
 def test_a_failed_rank_shortens_the_wait_and_a_stale_report_is_ignored(tmp_path, reports, monkeypatch):
@@ -198,7 +199,9 @@ def test_a_failed_rank_shortens_the_wait_and_a_stale_report_is_ignored(tmp_path,
     assert (states[1].status, states[1].exit_status, states[1].exception) == ("reported", 1, "RuntimeError: boom")
     assert states[2].status == "silent"
     merged = merge(clean, ctx, states, 0, None)
-    assert sorted(f.evidence["rank"] for f in merged.findings if f.code == "rank_failed") == [1, 2]
+    failed = {f.evidence["rank"]: f for f in merged.findings if f.code == "script_error"}
+    assert sorted(failed) == [1, 2]
+    assert failed[1].title.startswith("Rank 1 of 3 failed: RuntimeError: boom") and failed[2].evidence["kind"] == "rank_silent"
 
 
 def test_detect_reads_torchrun_environment(tmp_path):
@@ -226,7 +229,7 @@ def test_ranks_on_other_nodes_are_listed_not_failed(tmp_path, reports):
     states = ctx.gather()
     assert [states[r].status for r in (1, 2, 3)] == ["reported", "not_gathered", "not_gathered"]
     merged = merge(clean, ctx, states, 0, None)
-    assert merged.by_code("rank_failed") is None
+    assert merged.by_code("script_error") is None
     assert merged.to_dict()["run"]["failed_ranks"] == []
 
 

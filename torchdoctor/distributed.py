@@ -297,7 +297,7 @@ class GatheredReport(Report):
 def merge(own: Report, ctx: RankContext, states: dict[int, RankState], exit_status: int,
           exception: BaseException | None) -> GatheredReport:
     """Rank 0's report with every rank's findings (evidence.rank on each), the world size, and a
-    `rank_failed` finding for each other rank that failed on its own or never reported."""
+    `script_error` for each other rank that failed on its own without saying why, or never reported."""
     own.timeline.run.world_size = ctx.world_size
     tagged: list[tuple[int, Finding]] = [(0, f) for f in own.findings]
     internal = list(own.internal_errors)
@@ -317,6 +317,7 @@ def merge(own: Report, ctx: RankContext, states: dict[int, RankState], exit_stat
     causes = [s.rank for s in sorted(everyone.values(), key=lambda s: (s.finished_at or math.inf, s.rank))
               if s.failed and s.kind == "own"]
     _explain_lost_peer(findings, everyone, causes)
+    _name_failed_ranks(findings, causes, ctx.world_size)
     findings += _rank_failures(states, ctx, causes)
     findings.sort(key=_order)
     ranks = [own_state.summary()] + [states[r].summary() for r in sorted(states)]
@@ -416,43 +417,49 @@ def _explain_lost_peer(findings: list[Finding], ranks: dict[int, RankState], cau
             title=f"Rank {rank} died at step {f.step} in a collective because rank {cause} had failed: "
                   f"{_short(state.exception or '', 60)}",
             evidence=f.evidence | {"from_rank": cause},
-            fixes=[Fix("fix_other_rank", f"Fix rank {cause}'s failure first (its rank_failed finding): rank {rank} "
+            fixes=[Fix("fix_other_rank", f"Fix rank {cause}'s failure first (its script_error finding): rank {rank} "
                        "only lost its peer in the collective.", {"rank": cause})] + f.fixes,
         )
 
 
+def _name_failed_ranks(findings: list[Finding], causes: list[int], world_size: int) -> None:
+    """The error of a rank that failed on its own opens with its rank: it is the one to read."""
+    for i, f in enumerate(findings):
+        rank = f.evidence.get("rank")
+        if f.code in ("script_error", "out_of_memory") and rank in causes and "from_rank" not in f.evidence:
+            findings[i] = dataclasses.replace(f, title=f"Rank {rank} of {world_size}: {f.title}")
+
+
 def _rank_failures(states: dict[int, RankState], ctx: RankContext, causes: list[int]) -> list[Finding]:
-    """A `rank_failed` finding for each other rank that failed on its own: it raised or exited
-    non-zero, died without reporting, or never reported. A rank that failed only because another
-    one did (it lost its peer in a collective, or torchrun terminated it) is listed in run.ranks,
-    not made a finding, unless no rank failed on its own."""
+    """A `script_error` for each other rank that failed on its own and left no explanation of its
+    own: it exited non-zero without an exception, died without reporting, or never reported. A
+    rank that raised already carries its own script_error or out_of_memory (with evidence.rank).
+    A rank that failed only because another one did (it lost its peer in a collective, or torchrun
+    terminated it) is listed in run.ranks, not made a finding, unless no rank failed on its own.
+    The contract has no code of its own for this: a rank's failure is its script's error."""
     out = []
     n = ctx.world_size
     for s in sorted(states.values(), key=lambda s: s.rank):
         if not s.failed or (causes and s.rank not in causes):
             continue
-        step = None
-        related: list[str] = []
-        if s.report is not None:
-            for f in s.report.get("findings") or []:
-                if f.get("code") in ("script_error", "out_of_memory"):
-                    step = f.get("step") if step is None else step
-                    related.append(f["code"])
-        evidence: dict[str, Any] = {"rank": s.rank, "world_size": n, "status": s.status,
+        if s.report is not None and any(f.get("code") in ("script_error", "out_of_memory")
+                                        for f in s.report.get("findings") or []):
+            continue
+        evidence: dict[str, Any] = {"rank": s.rank, "world_size": n, "rank_status": s.status,
                                     "exit_status": s.exit_status, "exception": s.exception}
         if s.status == "reported":
+            evidence["kind"] = "rank_exit"
             what = f"{s.exception} (exit status {s.exit_status})" if s.exception else \
                 f"it exited with status {s.exit_status}"
-            title = f"Rank {s.rank} of {n} failed" + (f" at step {step}" if step is not None else "") + f": {what}"
-            if related:
-                text = (f"Rank {s.rank} printed its traceback above; its {', '.join(sorted(set(related)))} finding "
-                        f"(evidence rank: {s.rank}) explains it.")
-                fix = Fix("fix_rank_error", text, {"rank": s.rank})
-            else:
-                fix = Fix("check_rank_exit", f"Find where rank {s.rank} exits with status {s.exit_status} "
-                          "(sys.exit, or a library that exits on error): its own output is above.",
-                          {"rank": s.rank, "exit_status": s.exit_status})
+            title = f"Rank {s.rank} of {n} failed: {what}"
+            fix = Fix("check_rank_exit", f"Find where rank {s.rank} exits with status {s.exit_status} "
+                      "(sys.exit, or a library that exits on error): its own output is above.",
+                      {"rank": s.rank, "exit_status": s.exit_status})
+            if s.exception:
+                fix = Fix("fix_rank_error", f"Rank {s.rank} printed its traceback above: fix that error first.",
+                          {"rank": s.rank})
         elif s.status == "died":
+            evidence["kind"] = "rank_died"
             title = (f"Rank {s.rank} of {n} died without reporting: it was killed (SIGKILL, the out-of-memory "
                      "killer) or crashed in native code; torchrun's error summary has its exit status")
             fix = Fix("check_killed_rank",
@@ -461,6 +468,7 @@ def _rank_failures(states: dict[int, RankState], ctx: RankContext, causes: list[
                       "`torchrun --log-dir DIR --redirects 3 --tee 3` keeps each rank's output.",
                       {"rank": s.rank})
         else:
+            evidence["kind"] = "rank_silent"
             waited = s.waited_s or 0.0
             why = "it was still running" if s.started else "it never started under torchdoctor"
             shown = f"{waited:.0f}" if waited >= 10 else f"{waited:.1f}"
@@ -472,16 +480,15 @@ def _rank_failures(states: dict[int, RankState], ctx: RankContext, causes: list[
                       "a collective, give the process group a timeout: "
                       "dist.init_process_group(backend, timeout=timedelta(minutes=5)).",
                       {"rank": s.rank, "timeout_s": longer})
-        out.append(Finding("rank_failed", Severity.CRITICAL, title, step=step,
+        out.append(Finding("script_error", Severity.CRITICAL, title,
                            evidence={k: v for k, v in evidence.items() if v is not None}, fixes=[fix]))
     return out
 
 
 def _order(f: Finding) -> tuple[Any, ...]:
-    """Worst first; a failed rank before what it caused; by step; a consequence on another rank
-    after its cause; then by rank."""
-    return (-f.severity, f.code != "rank_failed", f.step if f.step is not None else 1 << 62,
-            "from_rank" in f.evidence, f.evidence.get("rank", 0))
+    """Worst first; a cause before what it caused on another rank; by step; then by rank."""
+    return (-f.severity, "from_rank" in f.evidence, f.step if f.step is not None else 1 << 62,
+            f.evidence.get("rank", 0))
 
 
 # -- small helpers ----------------------------------------------------------------------

@@ -18,7 +18,6 @@ from . import (  # noqa: F401
     nonfinite_loss,
     out_of_memory,
     overfitting,
-    rank_failed,
     script_error,
     vanishing_gradients,
 )

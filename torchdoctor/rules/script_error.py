@@ -24,6 +24,12 @@ def script_error(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     inputs (NumPy's default) into float32 weights, tensors on different devices, class indices
     outside the model's classes (labels 1..C instead of 0..C-1), a target of the wrong dtype or
     shape for its loss, and an embedding index past the vocabulary.
+
+    Under torchrun, rank 0 gathers every rank's script_error (evidence.rank says whose). A rank
+    that failed on its own opens its title with its rank; a rank that only lost its peer in a
+    collective points at that rank; a rank that died without reporting (killed, or a crash in
+    native code), exited non-zero without an exception, or never reported gets a script_error
+    made at gather time (evidence.kind `rank_died`, `rank_exit`, `rank_silent`).
     """
     events = tl.events_of("script_error")
     if not events:
