@@ -201,7 +201,8 @@ def test_a_failed_rank_shortens_the_wait_and_a_stale_report_is_ignored(tmp_path,
     merged = merge(clean, ctx, states, 0, None)
     failed = {f.evidence["rank"]: f for f in merged.findings if f.code == "script_error"}
     assert sorted(failed) == [1, 2]
-    assert failed[1].title.startswith("Rank 1 of 3 failed: RuntimeError: boom") and failed[2].evidence["kind"] == "rank_silent"
+    assert failed[1].title.startswith("Rank 1 of 3 failed: RuntimeError: boom")
+    assert failed[2].evidence["kind"] == "rank_silent"
 
 
 def test_detect_reads_torchrun_environment(tmp_path):
