@@ -130,6 +130,7 @@ class Recorder:
         self.pending_accuracy: list[tuple[torch.Tensor, torch.Tensor]] = []  # (correct, counted) this step
         self.updates = UpdateSampler()
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
+        self.pending_scales: list[tuple[int, torch.Tensor]] = []  # GradScaler (step, [before, after]) on its device
         self.memory = MemoryMeter()
         self.graph_tags = GraphTags()
         self.step_listeners: list[Callable[[], None]] = []  # called after each counted step
@@ -289,19 +290,30 @@ class Recorder:
             self.failed_in = {"phase": "forward", "module": None}
 
     @guarded
-    def on_scaler_update(self, before: float, after: float | None) -> None:
+    def on_scaler_update(self, before: torch.Tensor | float, after: torch.Tensor | float) -> None:
         """GradScaler.update(): a scale that went down means this step's gradients held Inf/NaN
-        and the scaler skipped optimizer.step() (by design while it calibrates)."""
+        and the scaler skipped optimizer.step() (by design while it calibrates). The scales are
+        copies on the scaler's device; on CPU they are read now, elsewhere with the next step's
+        read-back."""
+        pair = [torch.as_tensor(v, dtype=torch.float32).reshape(1) for v in (before, after)]
+        device = pair[1].device if isinstance(after, torch.Tensor) else pair[0].device
+        scales = torch.cat([v.to(device) for v in pair])
+        step = self.step
+        if device.type in EAGER_LOSS_DEVICES:
+            self._apply_scales(step, scales.tolist())
+        else:
+            self.pending_scales.append((step, scales))
+
+    def _apply_scales(self, step: int, values: list[float]) -> None:
+        before, after = values
         amp = self.timeline.amp
         amp.updates += 1
-        skipped = after is not None and after < before
-        if skipped:
+        if after < before:
             amp.skipped += 1
-            amp.skipped_steps.append(self.step)
+            amp.skipped_steps.append(step)
             del amp.skipped_steps[:-MAX_AMP_RECORDS]
-        if after is not None:
-            amp.scales.append((amp.updates - 1, after))
-            del amp.scales[:-MAX_AMP_RECORDS]
+        amp.scales.append((amp.updates - 1, after))
+        del amp.scales[:-MAX_AMP_RECORDS]
 
     @guarded
     def on_backward_failed(self) -> None:
@@ -614,6 +626,7 @@ class Recorder:
             update, tensor = self.pending_update
             extras.append(tensor)
             self.pending_update = None
+        extras += [scales for _, scales in self.pending_scales]
         return extras, counts_accuracy, update
 
     def _apply_extras(self, values: list[list[float]], counts_accuracy: bool,
@@ -626,6 +639,10 @@ class Recorder:
             accuracy = correct / counted if counted else None
         if update is not None and values:
             update.update_ratio, update.layer_update_ratios = ratios(values.pop(0), len(self.timeline.layers))
+        steps = [step for step, _ in self.pending_scales]
+        self.pending_scales = []
+        for step, scales in zip(steps, values, strict=False):
+            self._apply_scales(step, scales)
         return accuracy
 
     # -- localization ----------------------------------------------------------
@@ -715,6 +732,9 @@ class Recorder:
             record, tensor = self.pending_update
             self.pending_update = None
             record.update_ratio, record.layer_update_ratios = ratios(tensor.tolist(), len(self.timeline.layers))
+        pending, self.pending_scales = self.pending_scales, []
+        for step, scales in pending:
+            self._apply_scales(step, scales.tolist())
 
     def _catch_unstepped_nonfinite_loss(self) -> None:
         if self.nonfinite_loss_seen:

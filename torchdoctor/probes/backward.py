@@ -80,7 +80,9 @@ class BackwardProbe:
             before = _scale_of(scaler)
             result = original_update(scaler, *args, **kwargs)
             if before is not None:
-                recorder.on_scaler_update(before, _scale_of(scaler))
+                after = _scale_of(scaler)
+                if after is not None:
+                    recorder.on_scaler_update(before, after)
             return result
 
         self.original_scale = (scaler_cls, original_scale, original_update)
@@ -124,13 +126,17 @@ def _retains_graph(args: tuple, kwargs: dict) -> bool:
         return False
 
 
-def _scale_of(scaler: Any) -> float | None:
-    """The scaler's current scale without a device sync where it can be avoided: the scale tensor
-    lives on the device, so it is read only when the scaler is enabled (once per update, after the
-    scaler itself has synchronized to decide whether to skip)."""
+def _scale_of(scaler: Any) -> torch.Tensor | float | None:
+    """The scaler's current scale, as a copy of its scale tensor where it has one: reading the
+    value (`get_scale()`) would wait for the device, so the number rides along with the step's
+    single read-back instead. Before the first `scale()` there is no tensor yet: the initial
+    scale, a plain number."""
     try:
         if not scaler.is_enabled():
             return None
+        tensor = scaler._get_scale_async() if hasattr(scaler, "_get_scale_async") else None
+        if isinstance(tensor, torch.Tensor):
+            return tensor.detach().reshape(-1)[:1].float().clone()
         return float(scaler.get_scale())
     except Exception:
         return None

@@ -34,6 +34,21 @@ def _norms(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([n.float().to(device) for n in norms])
 
 
+_INDEXES: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+
+
+def index_tensor(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The layer index of each parameter, made on the device once: `torch.tensor(..., device=cuda)`
+    copies from host memory and waits for the device, every call. The layout rarely changes."""
+    key = (values, device)
+    tensor = _INDEXES.get(key)
+    if tensor is None:
+        if len(_INDEXES) >= 64:
+            _INDEXES.clear()
+        tensor = _INDEXES[key] = torch.tensor(values, dtype=torch.long, device=device)
+    return tensor
+
+
 def _read_back(
     parts: list[torch.Tensor], extras: list[torch.Tensor], device: torch.device
 ) -> tuple[list[float], list[list[float]]]:
@@ -69,7 +84,7 @@ def measure_step(
     device = norms.device
     layers = sorted({li for _, li in pairs})
     slot = {li: k for k, li in enumerate(layers)}
-    index = torch.tensor([slot[li] for _, li in pairs], device=device)
+    index = index_tensor(tuple(slot[li] for _, li in pairs), device)
     layer_sq = torch.zeros(len(layers), device=device).index_add_(0, index, norms.square())
     parts = [*loss_vals, layer_sq.sum().sqrt().reshape(1), layer_sq.sqrt()]
     host, extra_values = _read_back(parts, extras, device)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from .gradients import index_tensor
+
 FIRST_STEPS = 3
 EVERY = 10
 # The copy of the weights must not be what runs the patient out of memory: a model larger than
@@ -50,7 +52,7 @@ class UpdateSampler:
             device = moved[0].device
             moved_sq = torch.stack([m.float().to(device) for m in moved]).square()
             size_sq = torch.stack([s.float().to(device) for s in size]).square()
-            index = torch.tensor(layer_of, device=device)
+            index = index_tensor(tuple(layer_of), device)
             layer_moved = torch.zeros(num_layers, device=device).index_add_(0, index, moved_sq)
             layer_size = torch.zeros(num_layers, device=device).index_add_(0, index, size_sq)
             return torch.cat([moved_sq.sum().reshape(1), size_sq.sum().reshape(1), layer_moved, layer_size])
