@@ -65,10 +65,15 @@ def step_fn(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
     return step
 
 
-def timed(step: Callable[[], None], steps: int) -> float:
-    """Median seconds per step over `steps` steps (after two warm-up steps)."""
-    step()
-    step()
+WARMUP = 22
+
+
+def timed(step: Callable[[], None], steps: int, warmup: int = WARMUP) -> float:
+    """Median seconds per step over `steps` steps, after `warmup` untimed ones. torchdoctor
+    samples memory at every one of a run's first 20 steps, then every 10th: the median of a
+    real run (thousands of steps) is its steady state, which the warm-up reaches."""
+    for _ in range(warmup):
+        step()
     times = []
     for _ in range(steps):
         start = time.perf_counter()
@@ -130,10 +135,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"CPU, {args.threads} threads, {args.rounds} interleaved rounds of {args.steps} steps, median step time")
-    for name, make in (("small CNN (32x3x32x32)", small_cnn), ("ResNet-18 (16x3x64x64)", resnet18)):
+    print(f"CPU, {args.threads} threads, {args.rounds} interleaved rounds of {args.steps} steps "
+          f"(after {WARMUP} warm-up steps), median step time")
+    workloads = {"cnn": ("small CNN (32x3x32x32)", small_cnn), "resnet18": ("ResNet-18 (16x3x64x64)", resnet18)}
+    for key in args.models.split(","):
+        name, make = workloads[key.strip()]
         result = measure(make, args.rounds, args.steps)
         plain = result["plain"]
         cells = "  ".join(f"{m} {result[m] * 1e3:7.2f} ms ({result[m] / plain:5.3f}x)" for m in MODES)

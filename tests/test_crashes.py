@@ -144,3 +144,24 @@ def test_the_cuda_device_message_is_classified():
                          "cuda:0 and cpu! (when checking argument for argument mat1 in method wrapper_CUDA_addmm)")
     info = classify(error, {"phase": "forward", "module": "fc", "module_type": "Linear"})
     assert info["kind"] == "device_mismatch" and info["devices"] == ["cpu", "cuda:0"]
+
+
+def test_a_crash_after_discovery_is_still_traced_to_the_layer_that_raised(run, write_script):
+    """After the first steps only the model itself is watched (no global hooks): the layer that
+    raised, and what it was given, come from the traceback."""
+    script = HEADER + (
+        "model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))\n"
+        "criterion = nn.CrossEntropyLoss()\n"
+        "optimizer = torch.optim.SGD(model.parameters(), lr=0.01)\n"
+        "for step in range(8):\n"
+        "    side = 16 if step < 5 else 8  # a last batch at another resolution\n"
+        "    x, y = torch.randn(4, 3, side, side), torch.randint(0, 10, (4,))\n"
+        "    optimizer.zero_grad()\n"
+        "    criterion(model(x), y).backward()\n"
+        "    optimizer.step()\n"
+    )
+    result = run(write_script(script))
+    finding = result.report.by_code("script_error")
+    assert result.status == 1 and finding.step == 5
+    assert finding.where == "3" and finding.evidence["kind"] == "linear_in_features", finding.evidence
+    assert finding.evidence["inputs"][0]["shape"] == [4, 512]

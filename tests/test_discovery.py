@@ -3,6 +3,7 @@ loss, the optimizer steps and the epochs, and leave the script's behaviour untou
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import runpy
@@ -350,3 +351,31 @@ def test_deepcopy_and_torch_save_of_the_model_still_work(write_script):
     result = run_script(path)
     assert result.status == 0, result.report.timeline.run.script_exception
     assert len(result.report.timeline.steps) == 3
+
+
+def test_discovery_ends_after_the_first_steps_and_leaves_nothing_behind():
+    """Global module hooks slow every module call: after the first steps only the roots found are
+    watched (through their classes, so nothing travels with the modules), and a sampled memory
+    breakdown still sees every layer."""
+    from torchdoctor.session import Doctor
+
+    nn = torch.nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    criterion = nn.CrossEntropyLoss()
+    global_hooks = []
+    with Doctor(print_report=False) as doctor:
+        for _ in range(52):
+            opt.zero_grad()
+            criterion(model(torch.randn(4, 3, 8, 8)), torch.randint(0, 10, (4,))).backward()
+            opt.step()
+            global_hooks.append(len(module_mod._global_forward_pre_hooks))
+        copied = copy.deepcopy(model)
+    assert global_hooks[0] == 1 and global_hooks[-1] == 0
+    assert not copied._forward_pre_hooks and not copied._forward_hooks
+    assert "__call__" not in nn.Sequential.__dict__ and "__call__" not in nn.CrossEntropyLoss.__dict__
+    profile = doctor.report.timeline.memory.profile
+    assert profile.step == 50 and any(m.activations > 0 for m in profile.modules if m.name == "1")
+    assert len(doctor.report.timeline.steps) == 52 and doctor.report.healthy

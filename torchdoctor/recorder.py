@@ -34,6 +34,10 @@ MAX_AMP_RECORDS = 2000
 # Devices where a loss is read when backward() is called (free there); elsewhere (CUDA) it waits
 # for the step's single read-back, and the forward that made it is kept for the replay.
 EAGER_LOSS_DEVICES = frozenset({"cpu"})
+# Module discovery (global hooks on every module call) ends after this many steps; from then on
+# only the roots found are hooked (probes/modules.py).
+SETTLE_AFTER = 3
+MAX_LOSS_MODULES = 16
 
 
 def guarded(func: F) -> F:
@@ -115,6 +119,7 @@ class Recorder:
         self.last_call: tuple[torch.nn.Module, tuple, dict] | None = None
         self.last_output: torch.Tensor | None = None
         self.last_loss_call: tuple[tuple, Any] | None = None
+        self.loss_modules: dict[int, torch.nn.Module] = {}  # loss modules called as roots, to keep watching
         self.last_batch: Any = None
         self.iterations: dict[int, int] = {}  # id(loader) -> passes started over it
         self.loader_refs: dict[int, weakref.ref] = {}  # id(loader) -> the loader, weakly
@@ -245,10 +250,22 @@ class Recorder:
         state.order_done = True
 
     # -- module forward ------------------------------------------------------
+    def settled_roots(self) -> list[torch.nn.Module] | None:
+        """The roots to keep watching once discovery is over, or None while it is not: the first
+        SETTLE_AFTER steps have run, every model has shown its layer order, and no forward is
+        being measured."""
+        if self.step < SETTLE_AFTER or not self.roots or self.memory.capture is not None:
+            return None
+        if not all(state.order_done for state in self.roots.values()):
+            return None
+        return [state.module for state in self.roots.values()] + list(self.loss_modules.values())
+
     @guarded
     def on_root_call(self, module: torch.nn.Module, args: tuple = ()) -> RootState | None:
         """A module called while no other runs: a loss, or a model (discovered on first sight)."""
         if _is_loss_module(module):
+            if len(self.loss_modules) < MAX_LOSS_MODULES:
+                self.loss_modules.setdefault(id(module), module)
             return None
         self.failed_in = None
         state = self._root_state(module)
@@ -370,6 +387,9 @@ class Recorder:
         (its accuracy is counted); otherwise it belongs to an evaluation pass."""
         if not isinstance(out, torch.Tensor):
             return
+        # The loss module's own hook says the same while discovering; after that, a loss module
+        # made afresh at each step is seen only here.
+        self.last_loss_call = (args[1:], out.detach() if out.numel() == 1 else None)
         model = self.last_call[0] if self.last_call is not None else None
         if out.requires_grad and (model is None or model.training):
             self.evals.close()  # training resumed: an evaluation pass before it is complete

@@ -42,6 +42,29 @@ def module_facts(module: torch.nn.Module, args: tuple) -> dict[str, Any]:
     return facts
 
 
+def raising_module(exc: BaseException | None, known: dict[int, str]) -> tuple[torch.nn.Module, tuple] | None:
+    """The innermost of the `known` modules whose method is on the exception's traceback, with
+    the positional arguments it was called with. Once discovery is over only the root modules
+    are hooked; the traceback still names the layer that raised (a Linear's forward) and holds
+    its input."""
+    found = None
+    tb = exc.__traceback__ if exc is not None else None
+    while tb is not None:
+        frame = tb.tb_frame
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, torch.nn.Module) and id(owner) in known:
+            code = frame.f_code
+            names = code.co_varnames[1:code.co_argcount]
+            args = [frame.f_locals[n] for n in names if n in frame.f_locals]
+            if code.co_flags & 0x04:  # *args
+                extra = frame.f_locals.get(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
+                if isinstance(extra, tuple):
+                    args += list(extra)
+            found = (owner, tuple(args))
+        tb = tb.tb_next
+    return found
+
+
 def loss_facts(args: tuple) -> dict[str, Any]:
     facts: dict[str, Any] = {"inputs": tensor_facts(args[:2])}
     if len(args) >= 2 and isinstance(args[1], torch.Tensor) and not args[1].is_floating_point():

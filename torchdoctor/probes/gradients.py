@@ -21,17 +21,35 @@ class StepNumbers:
     extras: list[list[float]] = field(default_factory=list)  # the `extras` tensors, read back
 
 
-def _norms(grads: list[torch.Tensor]) -> torch.Tensor:
-    dense = [g for g in grads if not g.is_sparse]
-    if len(dense) == len(grads):
-        try:
-            norms = torch._foreach_norm(dense)
-        except Exception:  # older builds or exotic dtypes: the slow path is fine
-            norms = [g.norm() for g in dense]
+# On CPU a BLAS dot product reads a large gradient about twice as fast as `_foreach_norm`
+# (one fused kernel on CUDA, a per-tensor loop on CPU); small tensors are cheaper in one fused
+# call. Measured on ResNet-18's 11.2M gradients, 2 threads: 2.8 ms against 4.8 ms.
+DOT_NUMEL = 1 << 16
+
+
+def _gradient_sizes(grads: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[bool]]:
+    """One 0-d float32 tensor per gradient on the gradients' device: its L2 norm, or (where
+    `squared[k]`) its squared norm. Every tensor op here costs tens of microseconds right after
+    a backward on CPU (cold caches), so the count of ops is kept small: one fused norm for the
+    small gradients, one dot product per large one, no squaring or grouping on the device."""
+    device = grads[0].device
+    if any(g.is_sparse for g in grads):
+        return [(g.coalesce().values() if g.is_sparse else g).float().norm().to(device) for g in grads], \
+            [False] * len(grads)
+    big = {i for i, g in enumerate(grads)
+           if device.type == "cpu" and g.numel() >= DOT_NUMEL and g.dtype == torch.float32 and g.is_contiguous()}
+    small = [g for i, g in enumerate(grads) if i not in big]
+    try:
+        small_norms = list(torch._foreach_norm(small)) if small else []
+    except Exception:  # older builds or exotic dtypes: the slow path is fine
+        small_norms = [g.norm() for g in small]
+    if not big:
+        out = small_norms
     else:
-        norms = [g.coalesce().values().norm() if g.is_sparse else g.norm() for g in grads]
-    device = norms[0].device
-    return torch.stack([n.float().to(device) for n in norms])
+        rest = iter(small_norms)
+        out = [torch.dot(g.view(-1), g.view(-1)) if i in big else next(rest) for i, g in enumerate(grads)]
+    out = [t if t.dtype == torch.float32 and t.device == device else t.float().to(device) for t in out]
+    return out, [i in big for i in range(len(grads))]
 
 
 _INDEXES: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
@@ -49,13 +67,16 @@ def index_tensor(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return tensor
 
 
-def _read_back(
-    parts: list[torch.Tensor], extras: list[torch.Tensor], device: torch.device
-) -> tuple[list[float], list[list[float]]]:
-    """One transfer for the step's numbers and the extras riding along with them."""
-    flat = [p.float().to(device).reshape(-1) for p in [*parts, *extras]]
-    host = torch.cat(flat).tolist() if flat else []
-    n = sum(p.numel() for p in parts)
+def _read_back(scalars: list[torch.Tensor], extras: list[torch.Tensor],
+               device: torch.device) -> tuple[list[float], list[list[float]]]:
+    """One transfer for the step's numbers (0-d float32 tensors) and the extras riding along."""
+    if not scalars and not extras:
+        return [], []
+    parts = [torch.stack(scalars)] if scalars else []
+    parts += [e if e.dtype == torch.float32 and e.device == device and e.dim() == 1
+              else e.float().to(device).reshape(-1) for e in extras]
+    host = (torch.cat(parts) if len(parts) > 1 else parts[0]).tolist()
+    n = len(scalars)
     out, k = [], n
     for e in extras:
         out.append(host[k:k + e.numel()])
@@ -74,29 +95,33 @@ def measure_step(
     recorder kept on the device, e.g. the last sampled update) included.
     """
     extras = extras or []
-    pairs = [(p.grad, layer_of[i]) for i, p in enumerate(params) if p.grad is not None]
-    loss_vals = [t.detach().float().reshape(1) for t in losses]
-    if not pairs:
-        host, extra_values = _read_back(loss_vals, extras, torch.device("cpu"))
+    positions = [i for i, p in enumerate(params) if p.grad is not None]
+    loss_vals = [t if t.dtype == torch.float32 and t.dim() == 0 else t.detach().float().reshape(())
+                 for t in losses]
+    if not positions:
+        device = loss_vals[0].device if loss_vals else torch.device("cpu")
+        host, extra_values = _read_back([t.to(device) for t in loss_vals], extras, device)
         return StepNumbers(host, math.nan, {}, [], extra_values)
-    grads = [g for g, _ in pairs]
-    norms = _norms(grads)
-    device = norms.device
-    layers = sorted({li for _, li in pairs})
-    slot = {li: k for k, li in enumerate(layers)}
-    index = index_tensor(tuple(slot[li] for _, li in pairs), device)
-    layer_sq = torch.zeros(len(layers), device=device).index_add_(0, index, norms.square())
-    parts = [*loss_vals, layer_sq.sum().sqrt().reshape(1), layer_sq.sqrt()]
-    host, extra_values = _read_back(parts, extras, device)
+    grads = [params[i].grad for i in positions]
+    sizes, squared = _gradient_sizes(grads)
+    device = sizes[0].device
+    host, extra_values = _read_back([*[t if t.device == device else t.to(device) for t in loss_vals], *sizes],
+                                    extras, device)
     n = len(loss_vals)
-    total = host[n]
-    layer_norms = dict(zip(layers, host[n + 1 :], strict=True))
+    layer_sq: dict[int, float] = {}
+    per_param = []
+    for k, value in enumerate(host[n:]):
+        sq = value if squared[k] else value * value
+        per_param.append(sq)
+        li = layer_of[positions[k]]
+        layer_sq[li] = layer_sq.get(li, 0.0) + sq
+    layer_norms = {li: math.sqrt(v) if v >= 0 else math.nan for li, v in sorted(layer_sq.items())}
+    total_sq = sum(per_param)
+    total = math.sqrt(total_sq) if total_sq >= 0 else math.nan
     nonfinite: list[int] = []
     if not math.isfinite(total):
-        # Rare path: find which parameters went non-finite (a second read-back is fine here).
-        per_param = norms.tolist()
-        positions = [i for i, p in enumerate(params) if p.grad is not None]
+        # Rare path: find which parameters went non-finite. A huge but finite gradient can
+        # overflow its float32 square: check the values themselves.
         suspects = [k for k, v in enumerate(per_param) if not math.isfinite(v)]
-        # A huge but finite gradient can overflow its float32 norm: check the values themselves.
         nonfinite = [positions[k] for k in suspects if not bool(torch.isfinite(grads[k]).all())]
     return StepNumbers(host[:n], total, layer_norms, nonfinite, extra_values)

@@ -63,6 +63,10 @@ class OptimizerProbe:
             stepping.pop()
         if not stepping:
             self.recorder.on_after_step(optimizer)
+            if self.modules is not None and not self.modules.settled:
+                roots = self.recorder.settled_roots()
+                if roots is not None:
+                    self.modules.settle(roots)
 
 
 def _wrap_zero_grad(original: Any, recorder: Recorder) -> Any:

@@ -2,8 +2,9 @@
 
 The ratio tells a learning rate that is too small (about 1e-3 per step is typical; 1e-7 barely
 moves) from weights that do not move at all. It needs a copy of the weights before the step, so
-it is measured on sampled steps only: the first few, then every `every`-th. The numbers stay on
-the device until the next step's single read-back.
+it is measured on sampled steps only: the first few, every `every`-th up to step `later_from`,
+then every `later_every`-th (a copy of the weights costs a model's worth of memory traffic). The
+numbers stay on the device until the next step's single read-back.
 """
 
 from __future__ import annotations
@@ -14,19 +15,26 @@ from .gradients import index_tensor
 
 FIRST_STEPS = 3
 EVERY = 10
+LATER_FROM = 200
+LATER_EVERY = 50
 # The copy of the weights must not be what runs the patient out of memory: a model larger than
 # this is not measured (the report then says the update ratio is unknown).
 MAX_COPY_BYTES = 512 * 2**20
 
 
 class UpdateSampler:
-    def __init__(self, first: int = FIRST_STEPS, every: int = EVERY) -> None:
+    def __init__(self, first: int = FIRST_STEPS, every: int = EVERY, later_from: int = LATER_FROM,
+                 later_every: int = LATER_EVERY) -> None:
         self.first = first
         self.every = every
+        self.later_from = later_from
+        self.later_every = later_every
         self.before: list[torch.Tensor] | None = None
 
     def due(self, step: int) -> bool:
-        return step < self.first or step % self.every == 0
+        if step < self.first:
+            return True
+        return step % (self.every if step <= self.later_from else self.later_every) == 0
 
     def capture(self, params: list[torch.nn.Parameter]) -> None:
         if sum(p.numel() * p.element_size() for p in params) > MAX_COPY_BYTES:
@@ -50,8 +58,10 @@ class UpdateSampler:
                 moved = [(a - b).norm() for a, b in zip(after, before, strict=True)]
                 size = [b.norm() for b in before]
             device = moved[0].device
-            moved_sq = torch.stack([m.float().to(device) for m in moved]).square()
-            size_sq = torch.stack([s.float().to(device) for s in size]).square()
+            moved_sq = torch.stack([m if m.dtype == torch.float32 and m.device == device else m.float().to(device)
+                                    for m in moved]).square()
+            size_sq = torch.stack([s if s.dtype == torch.float32 and s.device == device else s.float().to(device)
+                                   for s in size]).square()
             index = index_tensor(tuple(layer_of), device)
             layer_moved = torch.zeros(num_layers, device=device).index_add_(0, index, moved_sq)
             layer_size = torch.zeros(num_layers, device=device).index_add_(0, index, size_sq)
