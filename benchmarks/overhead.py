@@ -5,15 +5,17 @@
 Workloads: a small CNN and torchvision's ResNet-18, on CPU with a fixed thread count and
 synthetic data. Modes: plain; torchdoctor's default as `torchdoctor run` uses it (discovery
 through global hooks, no arguments); as `watch(model, optimizer)`; and
-`torch.autograd.detect_anomaly()`. Rounds are interleaved (plain, run, watch, anomaly, plain, ...)
-so drift in the machine's speed hits every mode alike; each figure is the median step time over
-rounds, and the ratio is to plain. Also: how many steps after a NaN appears torchdoctor reports it.
+`torch.autograd.detect_anomaly()`. Rounds are interleaved (plain, run, watch, anomaly, then
+the reverse, ...) so drift in the machine's speed hits every mode alike; each time is the median
+step time over rounds, and each ratio the median over rounds of that round's ratio to plain.
+Also: how many steps after a NaN appears torchdoctor reports it, and the import time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import statistics
 import subprocess
 import sys
@@ -86,17 +88,31 @@ MODES = ("plain", "run", "watch", "anomaly")
 
 
 def measure(make: Callable[[], tuple[nn.Module, torch.Tensor, torch.Tensor]], rounds: int,
-            steps: int) -> dict[str, float]:
+            steps: int) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
+    """Median step time per mode, and the median over rounds of each round's ratio to plain:
+    the modes of one round run back to back, so a round's ratio is not moved by the machine
+    getting slower or faster between rounds (on a shared 2-core VM it does, by 2x)."""
     torch.manual_seed(0)
     model, x, y = make()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step = step_fn(model, optimizer, x, y)
     results: dict[str, list[float]] = {m: [] for m in MODES}
-    for _ in range(rounds):
-        for name in MODES:
+    for r in range(rounds):
+        order = MODES if r % 2 == 0 else tuple(reversed(MODES))  # no mode always first after another
+        for name in order:
             with mode(name, model, optimizer):
                 results[name].append(timed(step, steps))
-    return {name: statistics.median(values) for name, values in results.items()}
+    times = {name: statistics.median(values) for name, values in results.items()}
+    ratios = {name: _quartiles([v / p for v, p in zip(values, results["plain"], strict=True)])
+              for name, values in results.items()}
+    return times, ratios
+
+
+def _quartiles(values: list[float]) -> tuple[float, float, float]:
+    if len(values) < 2:
+        return values[0], values[0], values[0]
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return q1, statistics.median(values), q3
 
 
 def nan_latency() -> int:
@@ -130,6 +146,20 @@ def import_time() -> tuple[float, float]:
     return run("import torch"), run("import torch, torchdoctor, torchdoctor.session")
 
 
+def steady_allocator() -> None:
+    """Keep freed activation memory in the heap instead of returning it to the system: glibc's
+    default gives large blocks back and page-faults them in again on the next step, a cost that
+    swings by milliseconds with the order of allocations and drowned the differences measured
+    here. The same setting applies to every mode."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass  # not glibc: measure as is
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
@@ -137,16 +167,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18")
     args = parser.parse_args()
+    steady_allocator()
     torch.set_num_threads(args.threads)
     print(f"CPU, {args.threads} threads, {args.rounds} interleaved rounds of {args.steps} steps "
           f"(after {WARMUP} warm-up steps), median step time")
     workloads = {"cnn": ("small CNN (32x3x32x32)", small_cnn), "resnet18": ("ResNet-18 (16x3x64x64)", resnet18)}
     for key in args.models.split(","):
         name, make = workloads[key.strip()]
-        result = measure(make, args.rounds, args.steps)
-        plain = result["plain"]
-        cells = "  ".join(f"{m} {result[m] * 1e3:7.2f} ms ({result[m] / plain:5.3f}x)" for m in MODES)
-        print(f"  {name:24s} {cells}")
+        times, ratios = measure(make, args.rounds, args.steps)
+        print(f"  {name}")
+        for m in MODES:
+            q1, median, q3 = ratios[m]
+            print(f"    {m:8s} {times[m] * 1e3:8.2f} ms   {median:5.3f}x   (rounds' middle half {q1:5.3f}-{q3:5.3f}x)")
     print(f"  NaN reported {nan_latency()} steps after it appeared")
     torch_s, both_s = import_time()
     print(f"  import torch {torch_s:.2f} s; import torch + torchdoctor {both_s:.2f} s (+{both_s - torch_s:.2f} s)")

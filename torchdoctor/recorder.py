@@ -389,7 +389,7 @@ class Recorder:
             return
         # The loss module's own hook says the same while discovering; after that, a loss module
         # made afresh at each step is seen only here.
-        self.last_loss_call = (args[1:], out.detach() if out.numel() == 1 else None)
+        self.last_loss_call = (args[1:], None)
         model = self.last_call[0] if self.last_call is not None else None
         if out.requires_grad and (model is None or model.training):
             self.evals.close()  # training resumed: an evaluation pass before it is complete
@@ -458,7 +458,7 @@ class Recorder:
             # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
             # check waits for the step's single read-back (first_pending_context covers the skip).
             if loss.device.type in EAGER_LOSS_DEVICES and not self.nonfinite_loss_seen:
-                value = float(loss.float())
+                value = loss.item() if loss.dtype == torch.float32 else float(loss.float())
                 if not math.isfinite(value):
                     self._record_nonfinite_loss(value, self.step)
 

@@ -15,7 +15,7 @@ from .gradients import index_tensor
 
 FIRST_STEPS = 3
 EVERY = 10
-LATER_FROM = 200
+LATER_FROM = 50
 LATER_EVERY = 50
 # The copy of the weights must not be what runs the patient out of memory: a model larger than
 # this is not measured (the report then says the update ratio is unknown).
