@@ -118,3 +118,14 @@ def test_nan_on_the_accelerator_path_is_reported_at_its_step(accelerator_path):
     assert finding is not None and finding.step == 7
     assert finding.evidence["origin"] == "input"
     assert all(counter.reads[s] <= 1 for s in range(1, 7)), counter.where
+
+
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled")
+def test_the_overhead_benchmark_runs_and_a_nan_is_reported_at_its_step():
+    """The benchmark itself (its figures are in the README; no timing is asserted here)."""
+    from benchmarks.overhead import MODES, measure, nan_latency, small_cnn
+
+    times, ratios = measure(small_cnn, rounds=1, steps=2)
+    assert set(times) == set(MODES) and all(t > 0 for t in times.values())
+    assert ratios["plain"] == (1.0, 1.0, 1.0)
+    assert nan_latency() == 0
