@@ -21,10 +21,20 @@ from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
 from .probes import tracing
 from .probes.crash import classify, loss_facts, module_facts
 from .probes.gradients import measure_step
+from .probes.habits import GradCarry, decode_input, decode_loss_input, input_stats, loss_input_stats
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
 from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, machine_ram, out_of_memory
 from .probes.updates import UpdateSampler, ratios
-from .timeline import EMBEDDING_TYPES, NORMALIZATION_TYPES, Event, LayerInfo, ModelInfo, StepRecord, Timeline
+from .timeline import (
+    EMBEDDING_TYPES,
+    MAX_HABIT_SAMPLES,
+    NORMALIZATION_TYPES,
+    Event,
+    LayerInfo,
+    ModelInfo,
+    StepRecord,
+    Timeline,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,6 +146,11 @@ class Recorder:
         self.updates = UpdateSampler()
         self.pending_update: tuple[StepRecord, torch.Tensor] | None = None
         self.pending_scales: list[tuple[int, torch.Tensor]] = []  # GradScaler (step, [before, after]) on its device
+        # Sampled statistics on the device, read with the next step's read-back: (decode, tensor).
+        self.pending_reads: list[tuple[Callable[[list[float]], None], torch.Tensor]] = []
+        self.grad_carry = GradCarry()
+        self.inputs_sampled: set[int] = set()
+        self.unoptimized_checked = False
         self.memory = MemoryMeter()
         self.graph_tags = GraphTags()
         self.step_listeners: list[Callable[[], None]] = []  # called after each counted step
@@ -269,9 +284,24 @@ class Recorder:
             return None
         self.failed_in = None
         state = self._root_state(module)
-        if state is not None and self.memory.profile_due(self.step) and _training_forward(module):
-            self._begin_memory_profile(state, module, args)
+        if state is not None and _training_forward(module):
+            if self.memory.profile_due(self.step):
+                self._begin_memory_profile(state, module, args)
+            if args and self.updates.due(self.step) and self.step not in self.inputs_sampled:
+                self._sample_input(args[0])
         return state
+
+    def _sample_input(self, x: Any) -> None:
+        """The model's input on sampled steps: raw 0-255 pixels and unscaled features show here."""
+        self.inputs_sampled.add(self.step)
+        if len(self.timeline.habits.inputs) >= MAX_HABIT_SAMPLES:
+            return
+        stats = input_stats(x)
+        if stats is None:
+            return
+        step, shape = self.step, list(x.shape)
+        self.pending_reads.append((lambda v: self.timeline.habits.inputs.append(decode_input(step, shape, v)),
+                                   stats))
 
     def _root_state(self, module: torch.nn.Module) -> RootState | None:
         key = id(module)
@@ -397,10 +427,18 @@ class Recorder:
                 self.timeline.train_loss_fn = name
             # Training accuracy is a curve for the reports, no rule's input: sampled like the update
             # ratio, it costs a dozen small ops on one step in ten instead of on every step.
-            counts = class_counts(name, args, kwargs) if self.updates.due(self.step) else None
+            due = self.updates.due(self.step)
+            counts = class_counts(name, args, kwargs) if due else None
             if counts is not None:
                 self.pending_accuracy.append(counts)
+            if due and len(self.timeline.habits.loss_inputs) < MAX_HABIT_SAMPLES:
+                stats = loss_input_stats(name, args)
+                if stats is not None:
+                    step = self.step
+                    self.pending_reads.append(
+                        (lambda v: self.timeline.habits.loss_inputs.append(decode_loss_input(step, name, v)), stats))
             return
+        self._note_eval_mode(model)
         terms = loss_terms(name, args, kwargs, out)
         if terms is not None:
             self.evals.add_loss(*self._eval_context(), name, terms, tentative=out.requires_grad)
@@ -427,7 +465,19 @@ class Recorder:
             value = function(output.detach(), target)
         terms = loss_terms(name, (output, target), {}, value)
         if terms is not None:
+            self._note_eval_mode(self.last_call[0] if self.last_call is not None else None)
             self.evals.add_derived(*self._eval_context(), name, terms)
+
+    def _note_eval_mode(self, model: torch.nn.Module | None) -> None:
+        """An evaluation loss: was the model left in train() (dropout on, batch statistics used)?"""
+        if model is None or not model.training or (torch.is_grad_enabled() and not torch.is_inference_mode_enabled()):
+            return
+        habits = self.timeline.habits
+        habits.eval_in_train_mode += 1
+        if habits.eval_in_train_mode_step is None:
+            habits.eval_in_train_mode_step = self.step
+            state = self.roots.get(id(model))
+            habits.eval_model = state.module_names.get(id(model)) if state is not None else type(model).__name__
 
     def _drain_evaluations(self) -> None:
         self.evals.close()
@@ -510,6 +560,7 @@ class Recorder:
     @guarded
     def on_zero_grad(self) -> None:
         self.counted_from = len(self.pending_losses)
+        self.timeline.habits.zero_grad_calls += 1
 
     # -- optimizer -------------------------------------------------------------
     def _optimizer_state(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
@@ -535,6 +586,55 @@ class Recorder:
             self.timeline.optimizers.append(type(optimizer).__name__)
         self.optimizers[id(optimizer)] = state
         return state
+
+    def _check_habits(self, state: OptimizerState) -> None:
+        """Before the counted optimizer's step: were the gradients reset since the last one, and
+        (once, when every optimizer has stepped) does each trainable parameter have one?"""
+        habits = self.timeline.habits
+        carried = self.grad_carry.check(state.params, habits.zero_grad_calls, self.timeline.backward_calls)
+        if carried is not None:
+            habits.steps_checked += 1
+            habits.grads_carried += int(carried)
+        if not self.unoptimized_checked and self.step >= SETTLE_AFTER - 1 and self.explicit_optimizers is None:
+            self.unoptimized_checked = True
+            self._check_unoptimized()
+
+    def _check_unoptimized(self) -> None:
+        """Parameters that require and receive gradients but that no optimizer updates (or only
+        with a learning rate of 0): the optimizer was given a part of the model."""
+        optimized: set[int] = set()
+        zero_lr: set[int] = set()
+        for st in self.optimizers.values():
+            optimizer = st.ref()
+            if optimizer is None:
+                continue
+            for group in optimizer.param_groups:
+                lr = group.get("lr")
+                for p in group["params"]:
+                    optimized.add(id(p))
+                    if isinstance(lr, (int, float)) and lr == 0:
+                        zero_lr.add(id(p))
+        seen: set[int] = set()
+        idle: list[str] = []
+        at_zero_lr: list[str] = []
+        idle_numel = trainable = 0
+        for root in self.roots.values():
+            for p in root.module.parameters():
+                if id(p) in seen or not p.requires_grad:
+                    continue
+                seen.add(id(p))
+                trainable += p.numel()
+                if p.grad is not None and (id(p) not in optimized or id(p) in zero_lr):
+                    idle.append(root.param_names.get(id(p), "?"))
+                    idle_numel += p.numel()
+                    if id(p) in zero_lr:
+                        at_zero_lr.append(idle[-1])
+        if idle:
+            self.timeline.events.append(Event("unoptimized_parameters", self.step, self.epoch, {
+                "params": idle, "numel": idle_numel, "trainable_numel": trainable,
+                "zero_lr": at_zero_lr,
+                "optimizers": len(self.optimizers),
+            }))
 
     def _is_primary(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> bool:
         """Steps are counted on one optimizer: the first that steps (a GAN's second optimizer
@@ -565,6 +665,8 @@ class Recorder:
         state = self._optimizer_state(optimizer)
         primary = self._is_primary(optimizer, state)
         state.steps += 1
+        if primary:
+            self._check_habits(state)
         if self.evals.pending:  # training resumed: the evaluation passes before it are complete
             self._drain_evaluations()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
@@ -647,6 +749,7 @@ class Recorder:
             extras.append(tensor)
             self.pending_update = None
         extras += [scales for _, scales in self.pending_scales]
+        extras += [tensor for _, tensor in self.pending_reads]
         return extras, counts_accuracy, update
 
     def _apply_extras(self, values: list[list[float]], counts_accuracy: bool,
@@ -663,6 +766,10 @@ class Recorder:
         self.pending_scales = []
         for step, scales in zip(steps, values, strict=False):
             self._apply_scales(step, scales)
+        values = values[len(steps):]
+        reads, self.pending_reads = self.pending_reads, []
+        for (decode, _), read in zip(reads, values, strict=False):
+            decode(read)
         return accuracy
 
     # -- localization ----------------------------------------------------------
@@ -755,6 +862,9 @@ class Recorder:
         pending, self.pending_scales = self.pending_scales, []
         for step, scales in pending:
             self._apply_scales(step, scales.tolist())
+        reads, self.pending_reads = self.pending_reads, []
+        for decode, tensor in reads:
+            decode(tensor.tolist())
 
     def _catch_unstepped_nonfinite_loss(self) -> None:
         if self.nonfinite_loss_seen:

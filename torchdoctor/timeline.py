@@ -214,6 +214,26 @@ class RunInfo:
 
 
 @dataclass
+class Habits:
+    """What the everyday-bug probes saw: counts kept as the run goes, a few sampled statistics."""
+
+    zero_grad_calls: int = 0  # optimizer.zero_grad() / module.zero_grad() calls
+    steps_checked: int = 0  # steps whose gradients were compared with the step before
+    grads_carried: int = 0  # of them: the same gradient tensors, neither reset nor zeroed
+    eval_in_train_mode: int = 0  # evaluation losses computed while the model was in train()
+    eval_in_train_mode_step: int | None = None
+    eval_model: str | None = None  # the model those evaluations ran
+    # Sampled statistics of the model's input, and of what the loss was given:
+    # {"step", "min", "max", "mean", "std", "channel_mean", "channel_std", "shape"}
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    # {"step", "loss", "min", "max", "row_sum_error"} (cross_entropy) or {"step", "loss", "max", "lse_error"} (nll)
+    loss_inputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+MAX_HABIT_SAMPLES = 64
+
+
+@dataclass
 class Timeline:
     run: RunInfo = field(default_factory=RunInfo)
     models: list[ModelInfo] = field(default_factory=list)
@@ -231,6 +251,7 @@ class Timeline:
     thinned: int = 0  # times the older step history was halved (a long run)
     memory: MemoryInfo = field(default_factory=MemoryInfo)
     amp: AmpInfo = field(default_factory=AmpInfo)
+    habits: Habits = field(default_factory=Habits)
     internal_errors: list[str] = field(default_factory=list)
 
     def add_step(self, record: StepRecord) -> None:

@@ -10,15 +10,20 @@ from ..timeline import Timeline
 from . import (  # noqa: F401
     amp_overflow,
     divergence,
+    double_softmax,
+    eval_mode_missing,
     exploding_gradients,
+    frozen_parameters,
     loss_plateau,
     memory_leak,
     memory_pressure,
+    missing_zero_grad,
     nonfinite_gradient,
     nonfinite_loss,
     out_of_memory,
     overfitting,
     script_error,
+    unnormalized_input,
     vanishing_gradients,
 )
 from .base import REGISTRY, NotEvaluated, Param, Rule, rule

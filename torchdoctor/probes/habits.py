@@ -1,0 +1,89 @@
+"""Numbers for the everyday mistakes, computed on the device on sampled steps only.
+
+Each statistic is a small float tensor that rides along with the step's single read-back (see
+probes/gradients.py); `decode_*` turns the values read back into the dict the timeline keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+MAX_CHANNELS = 4  # per-channel statistics for images with this many channels or fewer (RGB, grey)
+PROBABILITY_LOSSES = frozenset({"cross_entropy"})  # apply log_softmax themselves
+LOG_PROBABILITY_LOSSES = frozenset({"nll_loss"})  # expect log-probabilities
+
+
+def input_stats(x: Any) -> torch.Tensor | None:
+    """[min, max, mean, std, per-channel means..., per-channel stds...] of a float input batch."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() < 2 or x.is_sparse:
+        return None
+    with torch.no_grad():
+        t = x.detach().float()
+        std, mean = torch.std_mean(t)
+        parts = [t.amin().reshape(1), t.amax().reshape(1), mean.reshape(1), std.reshape(1)]
+        if t.dim() == 4 and t.shape[1] <= MAX_CHANNELS:
+            c_std, c_mean = torch.std_mean(t, dim=(0, 2, 3))
+            parts += [c_mean, c_std]
+        return torch.cat(parts)
+
+
+def decode_input(step: int, shape: list[int], values: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {"step": step, "shape": shape, "min": values[0], "max": values[1],
+                           "mean": values[2], "std": values[3]}
+    rest = values[4:]
+    if rest:
+        c = len(rest) // 2
+        out["channel_mean"], out["channel_std"] = rest[:c], rest[c:]
+    return out
+
+
+def loss_input_stats(name: str, args: tuple) -> torch.Tensor | None:
+    """What a classification loss was given, as the numbers that tell probabilities, log-
+    probabilities and logits apart: for cross_entropy [min, max, max |row sum - 1|]; for nll_loss
+    [max, max |logsumexp(row)|]."""
+    if name not in PROBABILITY_LOSSES | LOG_PROBABILITY_LOSSES or not args:
+        return None
+    x = args[0]
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[1] < 2:
+        return None
+    with torch.no_grad():
+        t = x.detach().float()
+        if name in PROBABILITY_LOSSES:
+            return torch.stack([t.amin(), t.amax(), (t.sum(dim=1) - 1).abs().amax()])
+        return torch.stack([t.amax(), t.logsumexp(dim=1).abs().amax()])
+
+
+def decode_loss_input(step: int, name: str, values: list[float]) -> dict[str, Any]:
+    if name in PROBABILITY_LOSSES:
+        return {"step": step, "loss": name, "min": values[0], "max": values[1], "row_sum_error": values[2]}
+    return {"step": step, "loss": name, "max": values[0], "lse_error": values[1]}
+
+
+class GradCarry:
+    """Were the gradients reset between two optimizer steps? The same gradient tensor, not
+    zeroed in place (its version counter moved by no more than the backward passes that added
+    into it) and no zero_grad() call: the old gradients are still in it."""
+
+    def __init__(self) -> None:
+        self.last: tuple[Any, int, int, int] | None = None  # (weakref to grad, version, zero calls, backwards)
+
+    def check(self, params: list[torch.nn.Parameter], zero_calls: int, backwards: int) -> bool | None:
+        """True: carried over; False: reset; None: nothing to compare yet."""
+        import weakref
+
+        grad = next((p.grad for p in params if p.grad is not None), None)
+        previous, self.last = self.last, None
+        if grad is None:
+            return None if previous is None else False
+        try:
+            self.last = (weakref.ref(grad), grad._version, zero_calls, backwards)
+        except TypeError:
+            return None
+        if previous is None:
+            return None
+        ref, version, zeros, backs = previous
+        if ref() is not grad or zeros != zero_calls:
+            return False
+        return grad._version - version <= backwards - backs
