@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 from torchdoctor.session import Doctor
 
-EVERYDAY = {"frozen_parameters", "missing_zero_grad", "double_softmax", "unnormalized_input", "eval_mode_missing"}
+EVERYDAY = {"frozen_parameters", "missing_zero_grad", "double_softmax", "unnormalized_input", "eval_mode_missing",
+            "dataloader_bottleneck", "dead_units", "saturated_activations"}
 
 
 def data(n: int = 64, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,3 +211,54 @@ def test_proper_eval_and_a_model_without_dropout_or_batchnorm_are_clean():
 def test_a_healthy_training_run_has_none_of_the_everyday_findings():
     report = train(cnn(), steps=40, validate=True)
     assert everyday(report) == set() and report.healthy, report.findings
+
+
+# -- dataloader_bottleneck ---------------------------------------------------------------------------------
+class SlowImages(torch.utils.data.Dataset):
+    """Each item takes 2 ms to produce (decoding, augmentation done in Python)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, delay: float) -> None:
+        self.x, self.y, self.delay = x, y, delay
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        if self.delay:
+            import time
+
+            time.sleep(self.delay)
+        return self.x[i], self.y[i]
+
+
+def train_from_loader(dataset, epochs: int = 2):
+    torch.manual_seed(0)
+    model = cnn(dropout=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True)
+    with Doctor(print_report=False) as doctor:
+        for _ in range(epochs):
+            for x, y in loader:
+                optimizer.zero_grad()
+                cross_entropy(model(x), y).backward()
+                optimizer.step()
+    return doctor.report
+
+
+def test_a_slow_dataset_without_workers_is_found_with_the_workers_to_use():
+    x, y = data()
+    report = train_from_loader(SlowImages(x, y, delay=0.002))
+    finding = report.by_code("dataloader_bottleneck")
+    assert finding is not None, report.findings
+    assert finding.evidence["num_workers"] == 0 and finding.evidence["wait_share"] > 0.5
+    assert finding.evidence["wait_ms_per_batch"] >= 16 and finding.evidence["dataset"] == "SlowImages"
+    fix = finding.fixes[0]
+    assert fix.action == "more_dataloader_workers" and fix.params["num_workers"] >= 2
+    assert f"num_workers={fix.params['num_workers']}" in fix.snippet
+
+
+def test_a_fast_in_memory_loader_is_clean():
+    x, y = data()
+    report = train_from_loader(torch.utils.data.TensorDataset(x, y))
+    assert "dataloader_bottleneck" not in {f.code for f in report.findings}, report.findings
+    assert report.timeline.habits.loaders["loader 1"]["batches"] == 16

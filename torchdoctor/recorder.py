@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -149,6 +150,10 @@ class Recorder:
         # Sampled statistics on the device, read with the next step's read-back: (decode, tensor).
         self.pending_reads: list[tuple[Callable[[list[float]], None], torch.Tensor]] = []
         self.grad_carry = GradCarry()
+        self.loader_waits: dict[int, list] = {}  # loader id -> [batches, seconds waited]
+        self.loader_settings: dict[int, dict[str, Any]] = {}
+        self.first_batch_time: float | None = None
+        self.last_step_time: float | None = None
         self.inputs_sampled: set[int] = set()
         self.unoptimized_checked = False
         self.memory = MemoryMeter()
@@ -520,6 +525,10 @@ class Recorder:
         self.iterations[id(loader)] = count
         if id(loader) not in self.loader_names:
             self.loader_names[id(loader)] = f"loader {len(self.loader_names) + 1}"
+            self.loader_settings[id(loader)] = {
+                "num_workers": getattr(loader, "num_workers", None), "pin_memory": getattr(loader, "pin_memory", None),
+                "batch_size": getattr(loader, "batch_size", None),
+                "dataset": type(getattr(loader, "dataset", None)).__name__}
         self.evals.restart(id(loader))
         ref = self.loader_refs.get(id(loader))
         if ref is None or ref() is not loader:  # new, or a dead loader's id reused
@@ -530,7 +539,13 @@ class Recorder:
         return count
 
     @guarded
-    def on_batch(self, owner: tuple[int, int] | None, batch: Any) -> None:
+    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float = 0.0) -> None:
+        if owner is not None:
+            stats = self.loader_waits.setdefault(owner[0], [0, 0.0])
+            stats[0] += 1
+            stats[1] += wait_s
+            if self.first_batch_time is None:
+                self.first_batch_time = time.perf_counter() - wait_s
         self.last_batch = batch
         self.batch_since_step = True
         self.last_batch_pass = owner
@@ -720,6 +735,7 @@ class Recorder:
                 if measured is not None:
                     self.pending_update = (self.timeline.steps[-1], measured)
             self._after_step_memory()
+            self.last_step_time = time.perf_counter()
             self.step += 1
             for listener in self.step_listeners:
                 listener()
@@ -855,6 +871,7 @@ class Recorder:
     @guarded
     def _finish_measurements(self) -> None:
         self._drain_evaluations()
+        self._finish_loaders()
         if self.pending_update is not None:
             record, tensor = self.pending_update
             self.pending_update = None
@@ -865,6 +882,16 @@ class Recorder:
         reads, self.pending_reads = self.pending_reads, []
         for decode, tensor in reads:
             decode(tensor.tolist())
+
+    def _finish_loaders(self) -> None:
+        habits = self.timeline.habits
+        for key, (batches, wait) in self.loader_waits.items():
+            name = self.loader_names.get(key)
+            if name is not None:
+                habits.loaders[name] = {"batches": batches, "wait_s": wait, **self.loader_settings.get(key, {})}
+        habits.train_loader = self.loader_names.get(self.train_loader) if self.train_loader is not None else None
+        if self.first_batch_time is not None and self.last_step_time is not None:
+            habits.train_time_s = max(0.0, self.last_step_time - self.first_batch_time)
 
     def _catch_unstepped_nonfinite_loss(self) -> None:
         if self.nonfinite_loss_seen:

@@ -228,6 +228,10 @@ class Habits:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     # {"step", "loss", "min", "max", "row_sum_error"} (cross_entropy) or {"step", "loss", "max", "lse_error"} (nll)
     loss_inputs: list[dict[str, Any]] = field(default_factory=list)
+    # Per DataLoader (by name): {"batches", "wait_s", "num_workers", "pin_memory", "batch_size", "dataset"}
+    loaders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_loader: str | None = None
+    train_time_s: float | None = None  # from the first training batch to the last optimizer step
 
 
 MAX_HABIT_SAMPLES = 64

@@ -1,10 +1,12 @@
 """Sees DataLoader iteration: which pass over which loader each batch came from (the recorder
 counts an epoch for each pass of the training loader in which the optimizer stepped), and the
-last batch, kept by reference (no copy) so a NaN can be traced back to the data."""
+last batch, kept by reference (no copy) so a NaN can be traced back to the data; and how long
+the script waited for each batch (a slow Dataset starves the training)."""
 
 from __future__ import annotations
 
 import functools
+import time
 from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import DataLoader
@@ -38,8 +40,9 @@ class DataProbe:
 
         @functools.wraps(original_next)
         def __next__(it: Any) -> Any:
+            start = time.perf_counter()
             batch = original_next(it)
-            recorder.on_batch(getattr(it, _OWNER, None), batch)
+            recorder.on_batch(getattr(it, _OWNER, None), batch, time.perf_counter() - start)
             return batch
 
         self.saved = [(DataLoader, "__iter__", original_iter), (_BaseDataLoaderIter, "__next__", original_next)]

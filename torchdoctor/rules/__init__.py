@@ -9,6 +9,7 @@ from ..findings import Finding
 from ..timeline import Timeline
 from . import (  # noqa: F401
     amp_overflow,
+    dataloader_bottleneck,
     divergence,
     double_softmax,
     eval_mode_missing,

@@ -1,0 +1,69 @@
+"""dataloader_bottleneck: most of the training time is spent waiting for the next batch."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+
+from ..findings import Finding, Fix, Severity
+from ..timeline import Timeline
+from .base import Param, finding_for, rule
+
+
+@rule("dataloader_bottleneck", Severity.WARNING, "Most of a step's time is spent waiting for data",
+      {"max_wait_share": Param(0.5, "share of the training time spent in the loader that is too much"),
+       "min_wait_ms": Param(5.0, "mean wait per batch below which the loader is never the problem"),
+       "min_batches": Param(10, "training batches needed before a verdict")})
+def dataloader_bottleneck(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
+    """What it finds: the time the script waited for batches of its training DataLoader (inside
+    `next(iterator)`: loading, decoding and transforming items, then collating them) is more
+    than half of the training time, and more than a few milliseconds per batch.
+
+    Why it matters: the model waits idle; on a GPU it sits at a fraction of its use. The fix is
+    in the loader, not the model: worker processes load the next batches while this one trains.
+
+    Not flagged: fast in-memory loaders (a TensorDataset), however small the model: a wait of a
+    millisecond or two per batch is collation, not a bottleneck.
+
+    The fix gives `num_workers` from the measured wait and compute time per batch (enough
+    workers that loading keeps up, at most the machine's CPU count), `pin_memory` on a GPU and
+    `persistent_workers` across epochs.
+    """
+    habits = tl.habits
+    name = habits.train_loader
+    loader = habits.loaders.get(name) if name else None
+    total = habits.train_time_s
+    if loader is None or not total or loader["batches"] < p["min_batches"]:
+        return
+    wait = loader["wait_s"]
+    per_batch = wait / loader["batches"]
+    share = wait / total if total > 0 else 0.0
+    if share < p["max_wait_share"] or per_batch * 1e3 < p["min_wait_ms"]:
+        return
+    compute = max(total - wait, 1e-9) / loader["batches"]
+    cpus = os.cpu_count() or 2
+    workers = max(2, min(cpus, math.ceil(per_batch / compute) + 1))
+    current = loader.get("num_workers") or 0
+    if current >= workers:
+        workers = min(cpus, current * 2)
+    cuda = (tl.run.device or "").startswith("cuda")
+    settings = [f"num_workers={workers}"] + (["pin_memory=True"] if cuda else []) + (
+        ["persistent_workers=True"] if (tl.run.epochs or 0) > 1 else [])
+    title = (f"The training loop waited for data {share:.0%} of the time: {per_batch * 1e3:.1f} ms per batch "
+             f"against {compute * 1e3:.1f} ms of training, with num_workers={current}")
+    yield finding_for(
+        "dataloader_bottleneck", title, where=name,
+        evidence={"loader": name, "wait_share": share, "wait_ms_per_batch": per_batch * 1e3,
+                  "compute_ms_per_batch": compute * 1e3, "batches": loader["batches"],
+                  "num_workers": current, "pin_memory": loader.get("pin_memory"),
+                  "batch_size": loader.get("batch_size"), "dataset": loader.get("dataset")},
+        fixes=[Fix("more_dataloader_workers",
+                   f"Load batches in {workers} worker processes while the model trains"
+                   + (" and pin host memory for faster copies to the GPU" if cuda else "")
+                   + f" (a {loader.get('dataset') or 'Dataset'} item takes long to produce: "
+                     "cache decoded items or move heavy transforms to the GPU if it stays slow).",
+                   {"num_workers": workers, "pin_memory": cuda},
+                   f"loader = DataLoader(dataset, batch_size={loader.get('batch_size') or 32}, shuffle=True, "
+                   + ", ".join(settings) + ")")],
+    )
