@@ -262,3 +262,56 @@ def test_a_fast_in_memory_loader_is_clean():
     report = train_from_loader(torch.utils.data.TensorDataset(x, y))
     assert "dataloader_bottleneck" not in {f.code for f in report.findings}, report.findings
     assert report.timeline.habits.loaders["loader 1"]["batches"] == 16
+
+
+# -- dead_units ---------------------------------------------------------------------------------------------
+def mlp(activation: type[nn.Module], width: int = 32, depth: int = 3) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    d_in = 3 * 8 * 8
+    for _ in range(depth):
+        layers += [nn.Linear(d_in, width), activation()]
+        d_in = width
+    return nn.Sequential(*layers, nn.Linear(d_in, 4))
+
+
+def test_relu_units_killed_by_negative_biases_are_found():
+    torch.manual_seed(0)
+    model = mlp(nn.ReLU)
+    with torch.no_grad():
+        model[3].bias.fill_(-20.0)  # the second hidden layer: no input gets past its ReLU
+    report = train(model, steps=60)
+    finding = report.by_code("dead_units")
+    assert finding is not None, report.findings
+    assert finding.where == "4" and finding.evidence["dead"] == finding.evidence["units"] == 32
+    assert {f.action for f in finding.fixes} >= {"change_activation", "change_initialization"}
+
+
+def test_a_healthy_relu_network_is_clean():
+    report = train(mlp(nn.ReLU), steps=60)
+    deads = [s for s in report.timeline.habits.activations if "dead" in s]
+    assert deads and "dead_units" not in everyday(report), report.findings
+    report = train(cnn(), steps=60)
+    assert "dead_units" not in everyday(report), report.findings
+
+
+# -- saturated_activations ---------------------------------------------------------------------------------
+def test_tanh_pinned_by_large_weights_is_found():
+    torch.manual_seed(0)
+    model = mlp(nn.Tanh)
+    with torch.no_grad():
+        model[1].weight.mul_(30.0)
+    report = train(model, steps=60)
+    finding = report.by_code("saturated_activations")
+    assert finding is not None, report.findings
+    assert finding.where == "2" and finding.evidence["type"] == "Tanh"
+    assert finding.fixes[0].action == "add_normalization"
+
+
+def test_a_healthy_tanh_network_and_a_confident_output_sigmoid_are_clean():
+    report = train(mlp(nn.Tanh), steps=60)
+    sampled = [s for s in report.timeline.habits.activations if "saturated" in s]
+    assert sampled and "saturated_activations" not in everyday(report), report.findings
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 4), nn.Sigmoid())
+    report = train(model, steps=60, loss_fn=lambda out, y: F.binary_cross_entropy(out, F.one_hot(y, 4).float()))
+    assert "saturated_activations" not in everyday(report), report.findings

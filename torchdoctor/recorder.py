@@ -22,7 +22,17 @@ from .eval_passes import EvalTracker, class_counts, derivable, loss_terms
 from .probes import tracing
 from .probes.crash import classify, loss_facts, module_facts
 from .probes.gradients import measure_step
-from .probes.habits import GradCarry, decode_input, decode_loss_input, input_stats, loss_input_stats
+from .probes.habits import (
+    RELU_TYPES,
+    SATURATING_TYPES,
+    GradCarry,
+    activation_stats,
+    activations_due,
+    decode_input,
+    decode_loss_input,
+    input_stats,
+    loss_input_stats,
+)
 from .probes.localize import find_bad_input, nonfinite_kind, replay_forward
 from .probes.memory import GraphTags, MemoryMeter, cuda_capacity, cuda_counters, machine_ram, out_of_memory
 from .probes.updates import UpdateSampler, ratios
@@ -48,6 +58,7 @@ EAGER_LOSS_DEVICES = frozenset({"cpu"})
 # Module discovery (global hooks on every module call) ends after this many steps; from then on
 # only the roots found are hooked (probes/modules.py).
 SETTLE_AFTER = 3
+MAX_ACTIVATION_SAMPLES = 400
 MAX_LOSS_MODULES = 16
 
 
@@ -155,6 +166,8 @@ class Recorder:
         self.first_batch_time: float | None = None
         self.last_step_time: float | None = None
         self.inputs_sampled: set[int] = set()
+        self.activations_sampled: set[int] = set()
+        self.sampling_activations: RootState | None = None  # the model whose activations this forward samples
         self.unoptimized_checked = False
         self.memory = MemoryMeter()
         self.graph_tags = GraphTags()
@@ -294,7 +307,33 @@ class Recorder:
                 self._begin_memory_profile(state, module, args)
             if args and self.updates.due(self.step) and self.step not in self.inputs_sampled:
                 self._sample_input(args[0])
+            if activations_due(self.step) and self.step not in self.activations_sampled:
+                self.activations_sampled.add(self.step)
+                self.sampling_activations = state
         return state
+
+    @guarded
+    def on_activation(self, module: torch.nn.Module, output: Any) -> None:
+        """A ReLU/Sigmoid/Tanh module's output on a sampled training forward."""
+        kind = type(module).__name__
+        state = self.sampling_activations
+        if state is None or (kind not in RELU_TYPES and kind not in SATURATING_TYPES):
+            return
+        found = self.timeline.habits.activations
+        if len(found) >= MAX_ACTIVATION_SAMPLES:
+            del found[: MAX_ACTIVATION_SAMPLES // 2]
+        stats = activation_stats(kind, output)
+        if stats is None:
+            return
+        step, name = self.step, state.module_names.get(id(module), kind)
+        units = output.shape[1]
+        if kind in RELU_TYPES:
+            def decode(v: list[float]) -> None:
+                found.append({"step": step, "module": name, "type": kind, "dead": int(v[0]), "units": units})
+        else:
+            def decode(v: list[float]) -> None:
+                found.append({"step": step, "module": name, "type": kind, "saturated": v[0]})
+        self.pending_reads.append((decode, stats))
 
     def _sample_input(self, x: Any) -> None:
         """The model's input on sampled steps: raw 0-255 pixels and unscaled features show here."""
@@ -336,6 +375,7 @@ class Recorder:
     @guarded
     def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
         """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
+        self.sampling_activations = None
         if self.memory.capture is not None:
             self.memory.end_forward()
         if failed and self.failed_in is None:

@@ -228,6 +228,9 @@ class Habits:
     inputs: list[dict[str, Any]] = field(default_factory=list)
     # {"step", "loss", "min", "max", "row_sum_error"} (cross_entropy) or {"step", "loss", "max", "lse_error"} (nll)
     loss_inputs: list[dict[str, Any]] = field(default_factory=list)
+    # Sampled activation statistics per module: {"step", "module", "type", "dead", "units"} (ReLU) or
+    # {"step", "module", "type", "saturated"} (Sigmoid/Tanh)
+    activations: list[dict[str, Any]] = field(default_factory=list)
     # Per DataLoader (by name): {"batches", "wait_s", "num_workers", "pin_memory", "batch_size", "dataset"}
     loaders: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_loader: str | None = None

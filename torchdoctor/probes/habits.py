@@ -87,3 +87,30 @@ class GradCarry:
         if ref() is not grad or zeros != zero_calls:
             return False
         return grad._version - version <= backwards - backs
+
+
+RELU_TYPES = ("ReLU", "ReLU6")
+SATURATING_TYPES = {"Sigmoid": (0.01, 0.99), "Tanh": (-0.99, 0.99), "Hardtanh": (-0.99, 0.99)}
+ACTIVATION_STEPS = frozenset({1, 5, 10, 20, 50})
+ACTIVATION_EVERY = 100
+
+
+def activations_due(step: int) -> bool:
+    """Activation statistics are sampled: a few early steps (death comes early, with a high
+    learning rate), then every 100th."""
+    return step in ACTIVATION_STEPS or (step > 0 and step % ACTIVATION_EVERY == 0)
+
+
+def activation_stats(kind: str, output: Any) -> torch.Tensor | None:
+    """ReLU: [units never positive in the batch] (units: the channels, dim 1, of a batched
+    output). Sigmoid/Tanh: [share of values pinned near a limit]."""
+    if not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.dim() < 2:
+        return None
+    with torch.no_grad():
+        t = output.detach()
+        if kind in RELU_TYPES:
+            dims = [d for d in range(t.dim()) if d != 1]
+            alive = t.amax(dim=dims) > 0
+            return (~alive).sum().float().reshape(1)
+        low, high = SATURATING_TYPES[kind]
+        return ((t <= low) | (t >= high)).float().mean().reshape(1)

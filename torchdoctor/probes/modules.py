@@ -115,7 +115,9 @@ class ModuleProbe:
     def _call_root(self, original: Any, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
         self._pre(module, args)
         widened = False
-        if self.depth == 1 and self.recorder.memory.capture is not None and not self.handles:
+        rec = self.recorder
+        if self.depth == 1 and (rec.memory.capture is not None or rec.sampling_activations is not None) \
+                and not self.handles:
             self.widened, widened = module, True  # this forward's layers are measured: watch them all
             self._add_global()
         try:
@@ -197,8 +199,11 @@ class ModuleProbe:
             rec.on_root_exit(module, failed)
             if not failed:
                 rec.on_root_done(module, args, rest[0], rest[1])
-        elif rec.memory.capture is not None:
-            rec.memory.capture.exit()
+        else:
+            if rec.memory.capture is not None:
+                rec.memory.capture.exit()
+            if rec.sampling_activations is not None and not failed:
+                rec.on_activation(module, rest[1])
         return None
 
     def reset_depth(self) -> None:

@@ -10,6 +10,7 @@ from ..timeline import Timeline
 from . import (  # noqa: F401
     amp_overflow,
     dataloader_bottleneck,
+    dead_units,
     divergence,
     double_softmax,
     eval_mode_missing,
@@ -23,6 +24,7 @@ from . import (  # noqa: F401
     nonfinite_loss,
     out_of_memory,
     overfitting,
+    saturated_activations,
     script_error,
     unnormalized_input,
     vanishing_gradients,

@@ -1,0 +1,74 @@
+"""dead_units: ReLU units that are zero for every input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..findings import Finding, Fix, Severity
+from ..timeline import Timeline
+from ._fixes import label, lr_before
+from ._numbers import nice
+from .base import Param, finding_for, rule
+
+
+@rule("dead_units", Severity.WARNING, "A large fraction of ReLU outputs are zero for every input",
+      {"dead_share": Param(0.5, "share of a layer's units dead over a whole batch that is too many"),
+       "min_samples": Param(2, "sampled forwards needed, the last of them all showing it")})
+def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
+    """What it finds: ReLU layers (`nn.ReLU` modules; functional `F.relu` is not seen) in which at
+    least half of the units (channels, or features) output zero for every example of a
+    training batch, on the sampled forwards (steps 1, 5, 10, 20, 50, then every 100th) and
+    still at the last ones. A dead unit gets no gradient, so it never comes back.
+
+    Why it matters: the layer's capacity is gone; with all units dead the network outputs a
+    constant and stops learning. The usual causes: a learning rate too high (one large update
+    pushes the biases so negative that no input activates the unit), biases initialized
+    negative, or inputs on the wrong scale.
+
+    Not flagged: ordinary sparsity (most units zero for most inputs, but each alive for some),
+    which is what ReLU networks do.
+    """
+    by_module: dict[str, list[dict]] = {}
+    for s in tl.habits.activations:
+        if "dead" in s:
+            by_module.setdefault(s["module"], []).append(s)
+    worst = None
+    for module, samples in by_module.items():
+        if len(samples) < p["min_samples"]:
+            continue
+        last = samples[-2:]
+        if all(s["units"] and s["dead"] / s["units"] >= p["dead_share"] for s in last):
+            share = last[-1]["dead"] / last[-1]["units"]
+            if worst is None or share > worst[1]:
+                worst = (module, share, samples)
+    if worst is None:
+        return
+    module, share, samples = worst
+    first = next(s for s in samples if s["units"] and s["dead"] / s["units"] >= p["dead_share"])
+    dead_layers = [m for m, ss in by_module.items() if len(ss) >= p["min_samples"] and ss[-1]["units"]
+                   and ss[-1]["dead"] / ss[-1]["units"] >= p["dead_share"]]
+    lr = lr_before(tl, first["step"])
+    fixes = []
+    if lr:
+        fixes.append(Fix("lower_learning_rate",
+                         f"Lower the learning rate: {nice(lr / 10):g} instead of {lr:g}. One large update is "
+                         "enough to push a unit's bias below every input.",
+                         {"lr": nice(lr / 10)}))
+    fixes += [
+        Fix("change_activation", "Use an activation whose gradient is never exactly zero: LeakyReLU or GELU.",
+            {"activation": "LeakyReLU"}, "nn.LeakyReLU(0.01)  # instead of nn.ReLU()"),
+        Fix("change_initialization", "Initialize the layers before the ReLUs with He (Kaiming) initialization and "
+            "zero biases.", {"init": "kaiming_normal_"},
+            "for m in model.modules():\n    if isinstance(m, (nn.Conv2d, nn.Linear)):\n"
+            "        nn.init.kaiming_normal_(m.weight, nonlinearity=\"relu\")\n        nn.init.zeros_(m.bias)"),
+    ]
+    yield finding_for(
+        "dead_units",
+        f"{share:.0%} of the units of {label(tl, module)} output zero for every input of a batch"
+        + (f", and {len(dead_layers) - 1} more ReLU layers are mostly dead" if len(dead_layers) > 1 else ""),
+        step=first["step"], where=module,
+        evidence={"layers": {m: round(by_module[m][-1]["dead"] / by_module[m][-1]["units"], 3) for m in dead_layers},
+                  "dead": samples[-1]["dead"], "units": samples[-1]["units"],
+                  "history": [[s["step"], s["dead"]] for s in samples][-20:], "lr": lr},
+        fixes=fixes,
+    )
