@@ -110,7 +110,7 @@ def activation_stats(kind: str, output: Any) -> torch.Tensor | None:
         t = output.detach()
         if kind in RELU_TYPES:
             dims = [d for d in range(t.dim()) if d != 1]
-            alive = t.amax(dim=dims) > 0
-            return (~alive).sum().float().reshape(1)
+            # <= 0, not "not > 0": a NaN output (the run already diverged) is not a dead unit.
+            return (t.amax(dim=dims) <= 0).sum().float().reshape(1)
         low, high = SATURATING_TYPES[kind]
         return ((t <= low) | (t >= high)).float().mean().reshape(1)
