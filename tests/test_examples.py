@@ -41,6 +41,9 @@ FAULTY = [
     (EXAMPLES / "nonfinite_gradient.py", ["--epochs", "1"], {"nonfinite_gradient", "nonfinite_loss"}),
     (EXAMPLES / "vanishing_gradients.py", ["--epochs", "1"], {"vanishing_gradients"}),
     (SCRIPTS / "nan_in_module.py", [], {"nonfinite_loss"}),
+    (EXAMPLES / "slow_loader.py", [], {"dataloader_bottleneck"}),
+    (EXAMPLES / "dead_relu.py", [], {"dead_units"}),
+    (EXAMPLES / "saturated_tanh.py", [], {"saturated_activations"}),
 ]
 
 
@@ -60,3 +63,9 @@ def test_every_finding_of_a_faulty_example_is_concrete(script, args, codes):
     data = report.to_dict()
     json.dumps(data, allow_nan=False)  # NaN/Inf evidence is written as strings: the JSON is strict
     assert [f["code"] for f in data["findings"]] == report.codes()
+
+
+@pytest.mark.parametrize("name", ["slow_loader.py", "dead_relu.py", "saturated_tanh.py"])
+def test_the_fixed_twin_of_an_everyday_example_is_clean(name):
+    result = run_script(EXAMPLES / name, "--fixed")
+    assert result.status == 0 and result.report.findings == [], result.report.codes()

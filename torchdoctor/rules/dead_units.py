@@ -53,7 +53,7 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         fixes.append(Fix("lower_learning_rate",
                          f"Lower the learning rate: {nice(lr / 10):g} instead of {lr:g}. One large update is "
                          "enough to push a unit's bias below every input.",
-                         {"lr": nice(lr / 10)}))
+                         {"lr": nice(lr / 10), "current_lr": lr}))
     fixes += [
         Fix("change_activation", "Use an activation whose gradient is never exactly zero: LeakyReLU or GELU.",
             {"activation": "LeakyReLU"}, "nn.LeakyReLU(0.01)  # instead of nn.ReLU()"),
