@@ -166,6 +166,7 @@ class Recorder:
         self.first_batch_time: float | None = None
         self.last_step_time: float | None = None
         self.inputs_sampled: set[int] = set()
+        self.eval_mode_noted = False  # the last forward's evaluation loss was counted
         self.activations_sampled: set[int] = set()
         self.sampling_activations: RootState | None = None  # the model whose activations this forward samples
         self.unoptimized_checked = False
@@ -442,6 +443,7 @@ class Recorder:
         if not state.order_done:
             self._finish_model(state, args)
         self.last_call = (module, args, kwargs)
+        self.eval_mode_noted = False
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
             self._on_eval_forward(output)
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
@@ -517,6 +519,9 @@ class Recorder:
         """An evaluation loss: was the model left in train() (dropout on, batch statistics used)?"""
         if model is None or not model.training or (torch.is_grad_enabled() and not torch.is_inference_mode_enabled()):
             return
+        if self.eval_mode_noted:  # the loss derived for this forward and the script's own loss on it
+            return
+        self.eval_mode_noted = True
         habits = self.timeline.habits
         habits.eval_in_train_mode += 1
         if habits.eval_in_train_mode_step is None:
