@@ -6,6 +6,7 @@ probes/gradients.py); `decode_*` turns the values read back into the dict the ti
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
@@ -71,8 +72,6 @@ class GradCarry:
 
     def check(self, params: list[torch.nn.Parameter], zero_calls: int, backwards: int) -> bool | None:
         """True: carried over; False: reset; None: nothing to compare yet."""
-        import weakref
-
         grad = next((p.grad for p in params if p.grad is not None), None)
         previous, self.last = self.last, None
         if grad is None:
