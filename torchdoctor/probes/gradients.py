@@ -52,21 +52,6 @@ def _gradient_sizes(grads: list[torch.Tensor]) -> tuple[list[torch.Tensor], list
     return out, [i in big for i in range(len(grads))]
 
 
-_INDEXES: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
-
-
-def index_tensor(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """The layer index of each parameter, made on the device once: `torch.tensor(..., device=cuda)`
-    copies from host memory and waits for the device, every call. The layout rarely changes."""
-    key = (values, device)
-    tensor = _INDEXES.get(key)
-    if tensor is None:
-        if len(_INDEXES) >= 64:
-            _INDEXES.clear()
-        tensor = _INDEXES[key] = torch.tensor(values, dtype=torch.long, device=device)
-    return tensor
-
-
 def _read_back(scalars: list[torch.Tensor], extras: list[torch.Tensor],
                device: torch.device) -> tuple[list[float], list[list[float]]]:
     """One transfer for the step's numbers (0-d float32 tensors) and the extras riding along."""

@@ -6,10 +6,11 @@ A module called while no other module is running is a root: a model, or a loss.
 
 Any global hook sends every module call of the run down PyTorch's slow path (about 4% of a small
 CNN's step on CPU, with empty hooks). So discovery is a phase: once the first steps have shown the
-models, their layer order and the losses, the global hooks are replaced by hooks on those roots
-alone (`settle`). The rare forwards that need every layer (a sampled memory breakdown) put the
-global hooks back for that one forward; a forward that raises is traced to its innermost layer
-through the exception's traceback.
+models, their layer order and the losses, the global hooks give way to a watch on those roots
+alone, a `__call__` set on their classes (`settle`). The rare forwards that need every layer (a
+sampled memory breakdown, sampled activation statistics) put the global hooks back for that one
+forward; a forward that raises is traced to its innermost layer through the exception's
+traceback.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ class ModuleProbe:
         self.handles = [
             register_module_forward_pre_hook(self._global_pre),
             # with_kwargs: the replay needs the keyword arguments too. Nothing is attached to the
-            # user's modules while discovering, so deepcopy(model) and torch.save(model) stay
-            # unaffected; the roots' own hooks come later and are removed at the end.
+            # user's modules, so deepcopy(model) and torch.save(model) stay unaffected.
             register_module_forward_hook(self._global_post, with_kwargs=True, always_call=True),
         ]
 

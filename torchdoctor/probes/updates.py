@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from .gradients import index_tensor
-
 FIRST_STEPS = 3
 EVERY = 10
 LATER_FROM = 50
@@ -20,6 +18,21 @@ LATER_EVERY = 50
 # The copy of the weights must not be what runs the patient out of memory: a model larger than
 # this is not measured (the report then says the update ratio is unknown).
 MAX_COPY_BYTES = 512 * 2**20
+
+
+_INDEXES: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+
+
+def index_tensor(values: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The layer index of each parameter, made on the device once: `torch.tensor(..., device=cuda)`
+    copies from host memory and waits for the device, every call. The layout rarely changes."""
+    key = (values, device)
+    tensor = _INDEXES.get(key)
+    if tensor is None:
+        if len(_INDEXES) >= 64:
+            _INDEXES.clear()
+        tensor = _INDEXES[key] = torch.tensor(values, dtype=torch.long, device=device)
+    return tensor
 
 
 class UpdateSampler:

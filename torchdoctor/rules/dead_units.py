@@ -32,21 +32,17 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     for s in tl.habits.activations:
         if "dead" in s:
             by_module.setdefault(s["module"], []).append(s)
-    worst = None
-    for module, samples in by_module.items():
-        if len(samples) < p["min_samples"]:
-            continue
-        last = samples[-2:]
-        if all(s["units"] and s["dead"] / s["units"] >= p["dead_share"] for s in last):
-            share = last[-1]["dead"] / last[-1]["units"]
-            if worst is None or share > worst[1]:
-                worst = (module, share, samples)
-    if worst is None:
+    def mostly_dead(s: dict) -> bool:
+        return bool(s["units"]) and s["dead"] / s["units"] >= p["dead_share"]
+
+    dead_layers = [m for m, ss in by_module.items()
+                   if len(ss) >= p["min_samples"] and all(mostly_dead(s) for s in ss[-2:])]
+    if not dead_layers:
         return
-    module, share, samples = worst
-    first = next(s for s in samples if s["units"] and s["dead"] / s["units"] >= p["dead_share"])
-    dead_layers = [m for m, ss in by_module.items() if len(ss) >= p["min_samples"] and ss[-1]["units"]
-                   and ss[-1]["dead"] / ss[-1]["units"] >= p["dead_share"]]
+    module = max(dead_layers, key=lambda m: by_module[m][-1]["dead"] / by_module[m][-1]["units"])
+    samples = by_module[module]
+    share = samples[-1]["dead"] / samples[-1]["units"]
+    first = next(s for s in samples if mostly_dead(s))
     lr = lr_before(tl, first["step"])
     fixes = []
     if lr:
