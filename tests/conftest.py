@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from torchdoctor.config import Config
-from torchdoctor.execfile import prepare_module, prepare_script, run_target
 from torchdoctor.report import Report
 from torchdoctor.session import Doctor
 
@@ -35,13 +34,8 @@ class ScriptRun:
 def run_script(path: str | os.PathLike[str], *args: str, config: Config | None = None,
                module: bool = False) -> ScriptRun:
     """What `torchdoctor run PATH ARGS` does, in this process (no new torch import)."""
-    prepared = prepare_module(str(path)) if module else prepare_script(str(path))
-    doctor = Doctor(config=config, print_report=False)
-    doctor.start()
-    doctor.recorder.timeline.run.argv = [str(path), *args]
-    outcome = run_target(prepared, list(args))
-    report = doctor.stop(exit_status=outcome.status, exception=outcome.exception)
-    return ScriptRun(report, outcome.status)
+    result = Doctor(config=config, print_report=False).run(str(path), args, module=module)
+    return ScriptRun(result.report, result.script_status)
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import torchdoctor
-from torchdoctor import recorder as recorder_mod
+from torchdoctor.jsonreport import to_dict
+from torchdoctor.recorder import failures, steps
+from torchdoctor.render import to_text
 
 
 def seeded_training(steps: int = 6) -> tuple[list[float], torch.Tensor]:
@@ -31,19 +33,19 @@ def broken(*args, **kwargs):
 
 def test_a_failing_probe_is_contained_and_reported(monkeypatch):
     expected_losses, expected_weight = seeded_training()
-    monkeypatch.setattr(recorder_mod, "measure_step", broken)
+    monkeypatch.setattr(steps, "measure_step", broken)
     with torchdoctor.watch(print_report=False) as doctor:
         losses, weight = seeded_training()
     assert losses == expected_losses and torch.equal(weight, expected_weight)
     errors = doctor.report.internal_errors
     assert len(errors) == 1, "the same fault is reported once, not once per step"
     assert "ZeroDivisionError: injected fault in a probe" in errors[0]
-    text = doctor.report.to_text()
+    text = to_text(doctor.report)
     assert "internal warning" in text and "injected fault" in text
 
 
 def test_a_failing_localization_is_contained(monkeypatch):
-    monkeypatch.setattr(recorder_mod, "replay_forward", broken)
+    monkeypatch.setattr(failures, "replay_forward", broken)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with torchdoctor.watch(model, opt, print_report=False) as doctor:
@@ -135,8 +137,8 @@ def test_a_compiled_model_is_diagnosed_and_says_what_it_could_not_see(run, write
     assert [layer.name for layer in result.report.timeline.layers] == ["0", "2"]
     finding = result.report.by_code("nonfinite_loss")
     assert finding is not None and finding.step == 8 and finding.evidence["origin"] == "input"
-    assert "torch.compile'd Sequential: not observed" in result.report.to_text()
-    assert result.report.to_dict()["run"]["compiled"] is True
+    assert "torch.compile'd Sequential: not observed" in to_text(result.report)
+    assert to_dict(result.report)["run"]["compiled"] is True
 
 
 def test_a_failing_rule_is_contained_and_the_other_diagnoses_stand(monkeypatch):
@@ -149,7 +151,7 @@ def test_a_failing_rule_is_contained_and_the_other_diagnoses_stand(monkeypatch):
     with torchdoctor.watch(print_report=False) as doctor:
         seeded_training()
     assert any("rule vanishing_gradients failed: KeyError" in e for e in doctor.report.internal_errors)
-    assert "internal warning" in doctor.report.to_text()
+    assert "internal warning" in to_text(doctor.report)
 
 
 def test_a_failing_memory_probe_is_contained(monkeypatch):

@@ -138,11 +138,13 @@ def test_tensors_on_different_devices_are_explained(run, write_script):
 
 
 def test_the_cuda_device_message_is_classified():
-    from torchdoctor.probes.crash import classify
+    """The probe records the facts of a real exception; the rule names the mistake."""
+    from torchdoctor.probes.crash import exception_facts
+    from torchdoctor.rules._failures import classify
 
     error = RuntimeError("Expected all tensors to be on the same device, but found at least two devices, "
                          "cuda:0 and cpu! (when checking argument for argument mat1 in method wrapper_CUDA_addmm)")
-    info = classify(error, {"phase": "forward", "module": "fc", "module_type": "Linear"})
+    info = classify({**exception_facts(error), "phase": "forward", "module": "fc", "module_type": "Linear"})
     assert info["kind"] == "device_mismatch" and info["devices"] == ["cpu", "cuda:0"]
 
 

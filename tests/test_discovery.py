@@ -16,6 +16,7 @@ from torch.nn.modules import module as module_mod
 from torch.utils.data import DataLoader
 
 from tests.conftest import SCRIPTS, run_script
+from torchdoctor.render import to_text
 
 COMMON = """
 import argparse, json, sys
@@ -253,7 +254,7 @@ def test_no_optimizer_is_not_a_crash(write_script):
     result = run_script(path)
     assert result.status == 0 and result.report.timeline.steps == []
     assert result.report.timeline.backward_calls == 3
-    assert "nothing to diagnose" in result.report.to_text()
+    assert "nothing to diagnose" in to_text(result.report)
 
 
 SEEDED = """

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 from tests.conftest import SCRIPTS, run_script
-from torchdoctor import recorder as recorder_module
+from torchdoctor.recorder import readback
 
 D = SCRIPTS / "discovery"
 
@@ -306,7 +306,7 @@ def loss_check(request, monkeypatch):
     """On CPU a loss is read when backward() is called; on CUDA only at the step's read-back.
     Both paths run here (the second as it runs on a GPU)."""
     if request.param == "checked-at-step":
-        monkeypatch.setattr(recorder_module, "EAGER_LOSS_DEVICES", frozenset())
+        monkeypatch.setattr(readback, "EAGER_DEVICES", frozenset())
     return request.param
 
 

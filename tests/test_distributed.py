@@ -1,11 +1,13 @@
 """DDP under torchrun: each rank observes itself, rank 0 gathers every rank's findings and alone reports.
 
 The torchrun tests are real: 2 processes, gloo on CPU, the scripts in tests/scripts/distributed/.
-The gathering and the naming of ranks that fail are also tested in-process, without torchrun.
+The gathering and the naming of ranks that fail are also tested in-process, without torchrun, and
+the rank rules (rules/ranks.py) on hand-made findings and rank outcomes, each with a healthy twin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -17,8 +19,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SCRIPTS, run_script
-from torchdoctor.distributed import ENV_DIR, ENV_TIMEOUT, RankContext, RankState, detect, merge
+from torchdoctor.distributed import RankContext, detect
+from torchdoctor.distributed.exchange import RankState
+from torchdoctor.distributed.launch import ENV_DIR, ENV_TIMEOUT
+from torchdoctor.distributed.merge import merge
+from torchdoctor.findings import Finding, Fix, Severity
+from torchdoctor.jsonreport import from_dict, jsonable, to_dict, write
+from torchdoctor.render import to_text
 from torchdoctor.report import Report
+from torchdoctor.rules import ranks as rank_rules
+from torchdoctor.rules.ranks import RankOutcome
 
 DDP = SCRIPTS / "distributed"
 HEADER = re.compile(r"^torchdoctor \S+\.py · ", re.MULTILINE)  # the first line of a printed report
@@ -46,7 +56,7 @@ def only_rank0_reported(result: subprocess.CompletedProcess[str], json_path: Pat
     assert len(HEADER.findall(result.stderr)) == 1, result.stderr  # one report, rank 0's
     assert "torchdoctor" not in result.stdout
     report = json.loads(json_path.read_text())
-    Report.from_dict(report)  # the contract's reader takes it
+    from_dict(report)  # the contract's reader takes it
     assert report["run"]["world_size"] == 2
     assert [r["rank"] for r in report["run"]["ranks"]] == [0, 1]
     for finding in report["findings"]:
@@ -138,13 +148,29 @@ def test_merge_tags_every_finding_and_round_trips(tmp_path, reports):
     ctx = context(tmp_path)
     rank1(tmp_path, poisoned)
     merged = merge(clean, ctx, ctx.gather(), 0, None)
-    data = json.loads(json.dumps(merged.to_dict(), allow_nan=False))
+    path = tmp_path / "run.json"
+    write(merged, path)
+    data = json.loads(path.read_text())
     assert data["run"]["world_size"] == 2 and data["run"]["failed_ranks"] == []
     nan = next(f for f in data["findings"] if f["code"] == "nonfinite_loss")
     assert (nan["evidence"]["rank"], nan["step"]) == (1, 3)
     assert all("rank" in f["evidence"] for f in data["findings"])
-    assert Report.from_dict(data).to_dict() == data
+    # what the file holds is what the merged report held: its findings, and how each rank ended
+    back = from_dict(data)
+    assert [plain(f) for f in back.findings] == [plain(f) for f in merged.findings]
+    assert len(back.findings) == len(merged.findings) > 0
+    assert data["run"]["ranks"] == jsonable(merged.ranks)
+    assert [(e["rank"], e["status"], e["exit_status"]) for e in data["run"]["ranks"]] == \
+        [(0, "reported", 0), (1, "reported", 0)]
+    assert data["run"]["failed_ranks"] == [e["rank"] for e in merged.ranks if rank_rules.has_failed(
+        e["status"], e["exit_status"])]
     assert not (tmp_path / "gather").exists()  # rank 0 cleans up
+
+
+def plain(f: Finding) -> tuple:
+    """A finding as the JSON can hold it (tuples as lists, NaN as "nan")."""
+    return (f.code, f.severity, f.title, f.step, f.where, jsonable(f.evidence),
+            [jsonable(x.to_dict()) for x in f.fixes])
 
 
 def test_same_finding_on_both_ranks_is_kept_once(tmp_path, reports):
@@ -173,8 +199,8 @@ def test_rank_killed_without_reporting_is_named_at_once(tmp_path, reports):
     merged = merge(clean, ctx, states, 0, None)
     failed = merged.by_code("script_error")
     assert failed.evidence["rank"] == 1 and failed.evidence["kind"] == "rank_died"
-    assert merged.to_dict()["run"]["failed_ranks"] == [1]
-    assert "rank 1 died without reporting" in merged.to_text()
+    assert to_dict(merged)["run"]["failed_ranks"] == [1]
+    assert "rank 1 died without reporting" in to_text(merged)
 
 
 def test_rank_that_never_reports_is_named_after_the_timeout(tmp_path, reports):
@@ -189,7 +215,7 @@ def test_a_failed_rank_shortens_the_wait_and_a_stale_report_is_ignored(tmp_path,
     clean, poisoned = reports
     ctx = RankContext(rank=0, world_size=3, local_rank=0, folder=tmp_path / "gather", timeout_s=30,
                       reachable=[0, 1, 2])
-    monkeypatch.setattr("torchdoctor.distributed.AFTER_FAILURE_S", 0.3)
+    monkeypatch.setattr("torchdoctor.distributed.exchange.AFTER_FAILURE_S", 0.3)
     rank1(tmp_path, poisoned, 1, RuntimeError("boom"))
     stale = json.loads((tmp_path / "gather" / "rank-1.json").read_text()) | {"rank": 2, "started_at": 0}
     (tmp_path / "gather" / "rank-2.json").write_text(json.dumps(stale))  # left by an earlier run
@@ -231,7 +257,7 @@ def test_ranks_on_other_nodes_are_listed_not_failed(tmp_path, reports):
     assert [states[r].status for r in (1, 2, 3)] == ["reported", "not_gathered", "not_gathered"]
     merged = merge(clean, ctx, states, 0, None)
     assert merged.by_code("script_error") is None
-    assert merged.to_dict()["run"]["failed_ranks"] == []
+    assert to_dict(merged)["run"]["failed_ranks"] == []
 
 
 def test_rank_state_kinds():
@@ -239,3 +265,111 @@ def test_rank_state_kinds():
     assert RankState(1, "reported", 1, "RuntimeError: [pair.cc:561] Connection closed by peer").kind == "lost_peer"
     assert RankState(1, "reported", 1, "ValueError: bad").kind == "own"
     assert RankState(1, "died").kind == "own"
+
+
+# -- the rank rules, on hand-made data -----------------------------------------------------------------
+OK = {0: RankOutcome(0, "reported", 0, finished_at=10.0), 1: RankOutcome(1, "reported", 0, finished_at=11.0)}
+
+
+def explain(findings: list[Finding], ranks: dict[int, RankOutcome], timeout_s: float = 30.0) -> list[Finding]:
+    return rank_rules.explain(findings, ranks, len(ranks), timeout_s, ENV_TIMEOUT)
+
+
+def crash(rank: int, step: int = 4, message: str = "injected failure") -> Finding:
+    return Finding("script_error", Severity.CRITICAL, f"The script died at step {step} in the script: RuntimeError: "
+                   f"{message}", step=step, evidence={"rank": rank, "exception": "RuntimeError", "message": message},
+                   fixes=[Fix("read_traceback", "The traceback above points at the line.")])
+
+
+def test_all_ranks_exited_zero_is_no_finding():
+    assert explain([], OK) == []
+    own = [crash(0)]  # rank 0's own findings pass through as they are when no other rank failed
+    assert explain(own, OK) == own
+
+
+def test_rank_that_died_without_reporting():
+    [died] = explain([], OK | {1: RankOutcome(1, "died", finished_at=5.0)})
+    assert (died.code, died.severity, died.evidence) == (
+        "script_error", Severity.CRITICAL, {"rank": 1, "world_size": 2, "rank_status": "died", "kind": "rank_died"})
+    assert died.title.startswith("Rank 1 of 2 died without reporting: it was killed (SIGKILL")
+    assert [(x.action, x.params) for x in died.fixes] == [("check_killed_rank", {"rank": 1})]
+    assert explain([], OK) == []
+
+
+def test_rank_that_exited_non_zero():
+    [exited] = explain([], OK | {1: RankOutcome(1, "reported", 3)})
+    assert exited.title == "Rank 1 of 2 failed: it exited with status 3"
+    assert (exited.evidence["kind"], exited.evidence["exit_status"]) == ("rank_exit", 3)
+    assert [(x.action, x.params) for x in exited.fixes] == [("check_rank_exit", {"rank": 1, "exit_status": 3})]
+    [raised] = explain([], OK | {1: RankOutcome(1, "reported", 1, "ValueError: bad")})
+    assert raised.title == "Rank 1 of 2 failed: ValueError: bad (exit status 1)"
+    assert raised.fixes[0].action == "fix_rank_error"
+    # a rank whose own report explains its failure gets no second finding
+    assert explain([], OK | {1: RankOutcome(1, "reported", 1, "ValueError: bad", codes=("script_error",))}) == []
+    assert explain([], OK | {1: RankOutcome(1, "reported", 0, codes=("nonfinite_loss",))}) == []
+
+
+def test_rank_that_stayed_silent():
+    [silent] = explain([], OK | {1: RankOutcome(1, "silent", waited_s=30.04)}, timeout_s=90)
+    assert silent.title == "Rank 1 of 2 did not report within 30 s (it was still running, or it hung)"
+    assert (silent.evidence["kind"], silent.evidence["waited_s"]) == ("rank_silent", 30.0)
+    assert (silent.fixes[0].action, silent.fixes[0].params) == ("raise_gather_timeout", {"rank": 1, "timeout_s": 180})
+    assert f"{ENV_TIMEOUT}=180" in silent.fixes[0].text
+    [never] = explain([], OK | {1: RankOutcome(1, "silent", waited_s=0.3, started=False)})
+    assert never.title == "Rank 1 of 2 did not report within 0.3 s (it never started under torchdoctor, or it hung)"
+    assert never.fixes[0].params["timeout_s"] == 120
+    assert explain([], OK | {1: RankOutcome(1, "not_gathered")}) == []  # on another node: listed, not failed
+
+
+def test_lost_peer_points_at_the_rank_that_failed_first():
+    lost = "RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:598] Connection closed by peer [127.0.0.1]:1"
+    ranks = {0: RankOutcome(0, "reported", 1, lost, finished_at=20.0),
+             1: RankOutcome(1, "reported", 1, "RuntimeError: injected failure", finished_at=10.0,
+                            codes=("script_error",))}
+    assert [ranks[r].kind for r in (0, 1)] == ["lost_peer", "own"]
+    assert rank_rules.causes(ranks) == [1]
+    first, second = explain([crash(0, message="Connection closed by peer"), crash(1)], ranks)
+    assert first.evidence["rank"] == 1 and "from_rank" not in first.evidence  # the cause first
+    assert first.title == "Rank 1 of 2: The script died at step 4 in the script: RuntimeError: injected failure"
+    assert second.title == ("Rank 0 died at step 4 in a collective because rank 1 had failed: "
+                            "RuntimeError: Connection closed by peer [127.0.0.1]:1")
+    assert second.evidence["from_rank"] == 1
+    assert [x.action for x in second.fixes] == ["fix_other_rank", "read_traceback"]
+    assert second.fixes[0].params == {"rank": 1}
+    healthy = [crash(0), crash(1)]
+    assert explain(healthy, OK) == healthy
+
+
+def test_terminated_rank_is_not_blamed_unless_no_rank_failed_on_its_own():
+    ranks = {0: RankOutcome(0, "reported", 0), 1: RankOutcome(1, "reported", 1, "ValueError: bad", finished_at=1.0),
+             2: RankOutcome(2, "reported", 143, finished_at=2.0)}
+    assert ranks[2].kind == "terminated"
+    assert [f.evidence["rank"] for f in rank_rules.explain([], ranks, 3, 30, ENV_TIMEOUT)] == [1]
+    only = rank_rules.explain([], {0: ranks[0], 2: ranks[2]}, 3, 30, ENV_TIMEOUT)
+    assert [(f.evidence["rank"], f.title) for f in only] == [(2, "Rank 2 of 3 failed: it exited with status 143")]
+
+
+def test_nan_loss_on_one_rank_spreads_through_the_all_reduce():
+    loss = Finding("nonfinite_loss", Severity.CRITICAL, "Loss became NaN at step 3", step=3,
+                   evidence={"rank": 1, "origin": "input"})
+    grads = Finding("nonfinite_gradient", Severity.CRITICAL, "Gradients went NaN/Inf at step 3", step=3,
+                    evidence={"rank": 0}, fixes=[Fix("add_epsilon", "Add an epsilon."), Fix("clip", "Clip.")])
+    first, spread = explain([grads, loss], OK)
+    assert first is loss
+    assert spread.title.startswith("Gradients went NaN/Inf at step 3 on rank 0 while its loss was finite: the loss "
+                                   "of rank 1 was non-finite at that step")
+    assert spread.evidence == {"rank": 0, "from_rank": 1}
+    assert [(x.action, x.params) for x in spread.fixes] == [("fix_other_rank", {"rank": 1, "step": 3}), ("clip", {})]
+    same_rank = dataclasses.replace(grads, evidence={"rank": 1})
+    assert explain([same_rank, loss], OK) == [same_rank, loss]  # its own loss: nothing spread
+    other_step = dataclasses.replace(grads, step=4)
+    assert explain([loss, other_step], OK) == [loss, other_step]
+
+
+def test_order_is_worst_first_cause_first_by_step_then_rank():
+    def f(severity: Severity, step: int | None, rank: int, caused: bool = False) -> Finding:
+        return Finding("x", severity, "t", step=step, evidence={"rank": rank} | ({"from_rank": 9} if caused else {}))
+
+    found = [f(Severity.WARNING, 1, 0), f(Severity.CRITICAL, 2, 0, caused=True), f(Severity.CRITICAL, None, 1),
+             f(Severity.CRITICAL, 5, 1), f(Severity.CRITICAL, 5, 0)]
+    assert sorted(found, key=rank_rules.order) == [found[4], found[3], found[2], found[1], found[0]]

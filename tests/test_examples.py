@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, SCRIPTS, run_script
 from torchdoctor import Severity
+from torchdoctor.jsonreport import to_dict
 
 
 @pytest.mark.parametrize(("lr", "overflowed"), [("0.012", False), ("0.05", True)])
@@ -60,7 +61,7 @@ def test_every_finding_of_a_faulty_example_is_concrete(script, args, codes):
                 assert 0 < fix.params["lr"] < fix.params["current_lr"]
             if fix.action == "clip_gradients":
                 assert fix.params["max_norm"] > 0
-    data = report.to_dict()
+    data = to_dict(report)
     json.dumps(data, allow_nan=False)  # NaN/Inf evidence is written as strings: the JSON is strict
     assert [f["code"] for f in data["findings"]] == report.codes()
 

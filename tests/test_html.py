@@ -21,6 +21,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, run_script
 from torchdoctor.config import Config
+from torchdoctor.jsonreport import to_dict
 from torchdoctor.render.html import render_html, write_html
 
 ALL_PLOTS = {"Loss", "Accuracy", "Gradient flow", "Update-to-weight ratio", "Memory timeline", "Memory breakdown"}
@@ -31,10 +32,10 @@ IMG = re.compile(r"<img\b[^>]*\bsrc=\"([^\"]*)\"[^>]*\balt=\"([^\"]*)\"")
 def reports() -> dict[str, dict]:
     """Three runs that between them fill every section: NaN loss, validation+accuracy, a memory budget."""
     return {
-        "exploding": run_script(EXAMPLES / "exploding_gradients.py", "--epochs", "2").report.to_dict(),
-        "overfitting": run_script(EXAMPLES / "overfitting.py", "--epochs", "12").report.to_dict(),
-        "memory": run_script(EXAMPLES / "memory_budget.py", "--steps", "2",
-                             config=Config(memory_budget=96 * 2**20)).report.to_dict(),
+        "exploding": to_dict(run_script(EXAMPLES / "exploding_gradients.py", "--epochs", "2").report),
+        "overfitting": to_dict(run_script(EXAMPLES / "overfitting.py", "--epochs", "12").report),
+        "memory": to_dict(run_script(EXAMPLES / "memory_budget.py", "--steps", "2",
+                                     config=Config(memory_budget=96 * 2**20)).report),
     }
 
 

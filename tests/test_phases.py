@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import torchdoctor
 from tests.conftest import run_script
+from torchdoctor.jsonreport import to_dict
 
 COMMON = """
 import json, sys
@@ -224,7 +225,7 @@ def test_watch_takes_logged_validation_over_what_it_inferred():
     assert [(e.loss, e.accuracy, e.source) for e in val] == [
         (1.0, 0.5, "log"), (pytest.approx(0.9), pytest.approx(0.6), "log"), (pytest.approx(0.8), 0.7, "log")]
     assert [e.epoch for e in val] == [0, 1, 2]
-    data_json = doctor.report.to_dict()["metrics"]
+    data_json = to_dict(doctor.report)["metrics"]
     assert data_json["loss"]["val"][0] == [0, 1.0] and data_json["accuracy"]["val"][2][1] == pytest.approx(0.7)
 
 

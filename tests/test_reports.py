@@ -16,13 +16,15 @@ from rich.console import Console
 
 import torchdoctor
 from tests.conftest import EXAMPLES, cli, run_script
+from torchdoctor import jsonreport
+from torchdoctor.render import render
 from torchdoctor.render.gradients import sparkline
 from torchdoctor.report import Report
 
 
 def text_of(report: Report, **options) -> str:
     buf = io.StringIO()
-    report.render(Console(file=buf, width=160, color_system=None), **options)
+    render(report, Console(file=buf, width=160, color_system=None), **options)
     return buf.getvalue()
 
 
@@ -37,7 +39,7 @@ def exploding():
 
 
 def test_the_gradient_report_lists_layers_in_model_order_and_marks_the_starved_ones(vanishing):
-    layers = vanishing.to_dict()["gradients"]["layers"]
+    layers = jsonreport.to_dict(vanishing)["gradients"]["layers"]
     assert [x["name"] for x in layers] == [layer.name for layer in vanishing.timeline.layers]
     first, last = layers[0], layers[-1]
     assert "vanishing_gradients" in first["flagged"] and not last["flagged"]
@@ -51,11 +53,11 @@ def test_the_gradient_report_lists_layers_in_model_order_and_marks_the_starved_o
 
 
 def test_the_gradient_report_shows_where_gradients_went_non_finite(exploding):
-    layers = exploding.to_dict()["gradients"]["layers"]
+    layers = jsonreport.to_dict(exploding)["gradients"]["layers"]
     assert all(x["nonfinite_share"] > 0.1 for x in layers)
     assert any("exploding_gradients" in x["flagged"] for x in layers)
     assert "✗" in sparkline(layers[0]["trend"])
-    heatmap = exploding.to_dict()["gradients"]["heatmap"]
+    heatmap = jsonreport.to_dict(exploding)["gradients"]["heatmap"]
     assert len(heatmap["norms"]) == len(layers) and len(heatmap["norms"][0]) == len(heatmap["steps"]) <= 200
 
 
@@ -66,8 +68,8 @@ def test_sparkline_is_log_scaled():
 
 def test_a_saved_report_reads_back_to_the_same_terminal_report(exploding, tmp_path):
     path = tmp_path / "run.json"
-    exploding.save_json(path)
-    again = Report.from_dict(json.loads(path.read_text()))
+    jsonreport.write(exploding, path)
+    again = jsonreport.from_dict(json.loads(path.read_text()))
     assert again.codes() == exploding.codes()
     assert text_of(again, memory=True, gradients=True) == text_of(exploding, memory=True, gradients=True)
 

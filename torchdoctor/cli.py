@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
 from . import __version__
+from .config import FAIL_ON_STATUS
 
-FAIL_ON_STATUS = 3
 BAD_INPUT_STATUS = 2
 SEVERITIES = ["critical", "error", "warning", "info"]
 
@@ -106,58 +103,10 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
         raise BadInput(str(exc)) from None
     options = {"memory_report": memory_report, "gradient_report": gradient_report, "html_path": html_target,
                "live": live if live is not None else (not quiet and sys.stdout.isatty() and sys.stderr.isatty())}
-    return run_prepared(prepared, list(args), config, json_target, quiet, verbose, **options)
-
-
-@contextlib.contextmanager
-def terminated_as_exit() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while the script runs, so its `finally` blocks run and
-    the report is still written; the status is what a shell shows for a SIGTERM'd process."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not the main thread, or no such signal here
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def run_prepared(prepared: Any, args: list[str], config: Any, json_target: Path | None,
-                 quiet: bool = False, verbose: bool = False, **options: Any) -> int:
-    from .distributed import SILENT, detect
-    from .execfile import run_target
     from .session import Doctor
 
-    rank = detect()  # a rank of torchrun: rank 0 alone prints and writes the report, for all ranks
-    if rank is not None and not rank.is_main:
-        json_target, quiet, options = None, True, {**options, **SILENT}
     doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose, **options)
-    doctor.start()
-    assert doctor.recorder is not None
-    doctor.recorder.timeline.run.argv = [prepared.display, *args]
-    if rank is not None:
-        rank.begin(doctor.recorder.timeline.run)
-    with terminated_as_exit():
-        outcome = run_target(prepared, args)
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
-    doctor.stop(exit_status=outcome.status, exception=outcome.exception)
-    if rank is not None:
-        doctor.report = rank.finish(doctor.report, outcome.status, outcome.exception)
-        if not rank.is_main:
-            return outcome.status
-    doctor.emit()
-    if doctor.fails():
-        return FAIL_ON_STATUS
-    return outcome.status
+    return doctor.run(prepared, list(args)).status
 
 
 @cli.command()
@@ -172,12 +121,13 @@ def report(report_path: str, html_path: str | None, memory_report: bool, gradien
     """Show a saved JSON report (from `run --json`) again: in the terminal, or as HTML."""
     import json
 
-    from .report import Report
+    from . import jsonreport
+    from .render import render
 
     html_target = check_output_path(html_path, "--html") if html_path else None
     try:
         data = json.loads(Path(report_path).read_text())
-        saved = Report.from_dict(data)
+        saved = jsonreport.from_dict(data)
     except FileNotFoundError:
         raise BadInput(f"{report_path}: no such file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -188,7 +138,7 @@ def report(report_path: str, html_path: str | None, memory_report: bool, gradien
         from .render.html import write_html
 
         write_html(data, html_target)
-    saved.render(verbose=verbose, memory=memory_report, findings=not quiet, gradients=gradient_report)
+    render(saved, verbose=verbose, memory=memory_report, findings=not quiet, gradients=gradient_report)
 
 
 @cli.command()

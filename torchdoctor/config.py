@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .rules.base import Rule
 
 
+FAIL_ON_STATUS = 3  # `torchdoctor run`'s exit status when --fail-on trips
+
+
 class ConfigError(ValueError):
     """Bad configuration; the CLI turns it into a one-line error."""
 

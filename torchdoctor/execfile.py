@@ -7,12 +7,15 @@ through; an uncaught exception prints the user's traceback without torchdoctor's
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import os
+import signal
 import sys
 import traceback
 import types
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,3 +181,22 @@ def print_user_traceback(exc: BaseException) -> None:
     _strip(te)
     sys.stderr.write("".join(te.format()))
     sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """Turn SIGTERM into SystemExit(143) while the script runs, so its `finally` blocks run and
+    the report is still written; the status is what a shell shows for a SIGTERM'd process."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread, or no such signal here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)

@@ -8,13 +8,15 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from .config import Config
+from .config import FAIL_ON_STATUS, Config
+from .execfile import Outcome, Target
 from .findings import Severity
 from .probes.backward import BackwardProbe
 from .probes.data import DataProbe
@@ -27,6 +29,16 @@ from .report import Report
 F = TypeVar("F", bound=Callable[..., Any])
 
 _active: list[Doctor] = []
+
+
+@dataclass
+class RunResult:
+    """How a `Doctor.run` ended: the report, the status `torchdoctor run` exits with (the script's,
+    or FAIL_ON_STATUS when --fail-on tripped), and the script's own status."""
+
+    report: Report
+    status: int
+    script_status: int
 
 
 class Doctor:
@@ -107,9 +119,9 @@ class Doctor:
         assert self.recorder is not None
         console = self.live if isinstance(self.live, Console) else None
         try:
-            self._progress = LiveProgress(self.recorder, self.config, console)
+            self._progress = LiveProgress(self.recorder.timeline, self.recorder.memory_samples, self.config, console)
             self._progress.start()
-            self.recorder.step_listeners.append(self._progress.on_step)
+            self.recorder.on_step(self._progress.on_step)
         except Exception as exc:
             self._progress = None
             self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)
@@ -141,8 +153,6 @@ class Doctor:
         run.exit_status = exit_status
         if exception is not None:
             run.script_exception = f"{type(exception).__name__}: {exception}"
-        if rec.train_loader is not None:
-            run.epochs = rec.loader_iters.get(rec.train_loader)
         rec.timeline.memory.peak_rss = _peak_rss()
         rec.timeline.memory.budget = self.config.memory_budget
         self.report = self.diagnose()
@@ -166,25 +176,77 @@ class Doctor:
         """Print and save the report as configured; never raises into the user's code."""
         if self.report is None:
             return
+        from . import jsonreport
+
         if self.json_path is not None:
             try:
-                self.report.save_json(self.json_path)
+                jsonreport.write(self.report, self.json_path)
             except OSError as exc:
                 print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
         if self.html_path is not None:
             try:
                 from .render.html import write_html
 
-                write_html(self.report.to_dict(), self.html_path)
+                write_html(jsonreport.to_dict(self.report), self.html_path)
             except Exception as exc:  # the HTML is an extra: its failure must not fail the run
                 print(f"torchdoctor: could not write {self.html_path}: {exc}", file=sys.stderr)
         # Asked for by name, the memory and gradient reports print even with -q.
         if self.print_report or self.memory_report or self.gradient_report:
             try:
-                self.report.render(self.console, verbose=self.verbose, memory=self.memory_report,
-                                   findings=self.print_report, gradients=self.gradient_report)
+                from .render import render
+
+                render(self.report, self.console, verbose=self.verbose, memory=self.memory_report,
+                       findings=self.print_report, gradients=self.gradient_report)
             except Exception as exc:  # a broken terminal must not break the patient
                 print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
+
+    def run(self, target: str | Target, args: Sequence[str] = (), *, module: bool = False) -> RunResult:
+        """Run a script (or, with `module`, a module) unchanged under this watch: what
+        `torchdoctor run` does. Start, run, and in a `finally` stop, diagnose and emit, so a crash
+        of torchdoctor's own, Ctrl-C or SIGTERM still leaves the report. Under torchrun, rank 0
+        gathers every rank's report and alone prints and writes it. Bad targets raise BadTarget
+        before anything starts."""
+        from .distributed import detect
+        from .execfile import prepare_module, prepare_script, run_target, terminated_as_exit
+
+        if not isinstance(target, Target):
+            target = prepare_module(target) if module else prepare_script(target)
+        rank = detect()  # a rank of torchrun: rank 0 alone prints and writes the report, for all ranks
+        main = rank is None or rank.is_main
+        if not main:
+            self._silence()
+        self.start()
+        assert self.recorder is not None
+        self.recorder.timeline.run.argv = [target.display, *args]
+        if rank is not None:
+            rank.begin(self.recorder.timeline.run)
+        outcome = Outcome(1)
+        try:
+            with terminated_as_exit():
+                outcome = run_target(target, list(args))
+        except BaseException as exc:  # run_target contains the script's errors: this is a signal's
+            outcome = Outcome(130 if isinstance(exc, KeyboardInterrupt) else 1, exc)
+            raise
+        finally:
+            try:
+                sys.stdout.flush()
+            except Exception:
+                pass
+            report = self.stop(exit_status=outcome.status, exception=outcome.exception)
+            if rank is not None:
+                self.report = report = rank.finish(report, outcome.status, outcome.exception)
+            if main:
+                self.emit()
+        status = outcome.status
+        if main and self.fails():
+            status = FAIL_ON_STATUS
+        return RunResult(report, status, outcome.status)
+
+    def _silence(self) -> None:
+        """A rank other than 0: its report goes to rank 0, nothing of torchdoctor's is shown."""
+        self.json_path = self.html_path = None
+        self.print_report = self.memory_report = self.gradient_report = False
+        self.live = False
 
     def fails(self, threshold: Severity | str | None = None) -> bool:
         """True when a finding at or above the threshold (default: config.fail_on) was made."""

@@ -1,4 +1,4 @@
-"""Byte sizes as people write them (`16GiB`, `512MB`) and read them (`1.5 GiB`)."""
+"""Byte sizes as people write them (`16GiB`, `512MB`); formatting.format_bytes writes them back."""
 
 from __future__ import annotations
 
@@ -28,16 +28,3 @@ def parse_size(text: str | int | float) -> int:
         raise ValueError(f"a size must be positive, got {text!r}")
     return size
 
-
-def format_bytes(size: float | None) -> str:
-    """Binary units with three significant figures: 512 B, 1.5 KiB, 23.4 GiB."""
-    if size is None:
-        return "n/a"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            if unit == "B":
-                return f"{int(value)} B"
-            return f"{value:.3g} {unit}" if abs(value) < 100 else f"{value:.0f} {unit}"
-        value /= 1024
-    return f"{value:.0f} TiB"

@@ -119,9 +119,12 @@ def test_half_precision_activations_get_no_autocast_advice():
 
 def test_cuda_out_of_memory_with_fragmentation_says_expandable_segments():
     tl = cuda_timeline(peak_reserved=79 * GiB)
-    tl.events.append(Event("out_of_memory", 12, 0, {
-        "kind": "cuda", "requested_bytes": 2 * GiB, "phase": "backward", "module": None,
-        "reserved_unallocated_bytes": 3 * GiB, "message": "CUDA out of memory. Tried to allocate 2.00 GiB."}))
+    tl.events.append(Event("script_failed", 12, 0, {
+        "exception": "OutOfMemoryError", "exception_types": ["OutOfMemoryError", "RuntimeError", "Exception"],
+        "message": "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.10 GiB of "
+                   "which 1.20 GiB is free. Of the allocated memory 74.00 GiB is allocated by PyTorch, and "
+                   "3.00 GiB is reserved by PyTorch but unallocated.",
+        "phase": "backward", "module": None}))
     (finding,) = findings("out_of_memory", tl)
     assert finding.severity is Severity.CRITICAL and finding.step == 12
     assert "backward" in finding.title and "2 GiB" in finding.title
@@ -137,6 +140,8 @@ def test_the_memory_report_of_a_cuda_run_shows_the_allocator_numbers():
 
     from rich.console import Console
 
+    from torchdoctor.jsonreport import to_dict
+    from torchdoctor.render import render
     from torchdoctor.report import Report
     from torchdoctor.timeline import MemorySample
 
@@ -144,8 +149,8 @@ def test_the_memory_report_of_a_cuda_run_shows_the_allocator_numbers():
     tl.memory.samples = [MemorySample(step=s, rss=GiB, allocated=40 * GiB, reserved=44 * GiB) for s in range(3)]
     report = Report(tl, findings=findings("memory_pressure", tl))
     buf = io.StringIO()
-    report.render(Console(file=buf, width=140, color_system=None), memory=True)
+    render(report, Console(file=buf, width=140, color_system=None), memory=True)
     text = buf.getvalue()
     assert "CUDA peak allocated 75 GiB, reserved 76 GiB, fragmentation 4 GiB" in text
     assert "capacity 80 GiB" in text and "CUDA allocated 40 GiB → 40 GiB" in text
-    assert report.to_dict()["memory"]["fragmentation_bytes"] == 4 * GiB
+    assert to_dict(report)["memory"]["fragmentation_bytes"] == 4 * GiB

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder
+    from .shared import Handlers
 
 
 class BackwardProbe:
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Handlers) -> None:
         self.recorder = recorder
         self.original: Any = None
         self.original_scale: Any = None
@@ -32,23 +32,24 @@ class BackwardProbe:
     def install(self) -> None:
         original = torch.autograd.backward
         recorder = self.recorder
+        shared = recorder.shared
         probe = self
 
         @functools.wraps(original)
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
-            if recorder.replaying:
+            if shared.replaying:
                 return original(tensors, *args, **kwargs)
             recorder.on_backward(probe.unscaled(tensors), _retains_graph(args, kwargs), tensors)
             # Module calls while backward runs (activation checkpointing re-running a block's
             # forward) are recomputation, not forwards of the script: the module probe skips them.
-            recorder.in_backward += 1
+            shared.in_backward += 1
             try:
                 return original(tensors, *args, **kwargs)
             except BaseException:
                 recorder.on_backward_failed()
                 raise
             finally:
-                recorder.in_backward -= 1
+                shared.in_backward -= 1
 
         backward.__torchdoctor_original__ = original  # type: ignore[attr-defined]
         self.original = original

@@ -1,20 +1,19 @@
 """What the script was doing when it died, in numbers a fix can use.
 
 The probes note where an exception left the run (the innermost module whose forward raised,
-with its input and the layer's sizes; a loss with its output and target). When the script ends
-on that exception, `classify` reads the message PyTorch gave with that context and names the
-classic mistake: a conv stack flattened into a Linear of the wrong size, a channel count, a
-dtype or device mismatch, class indices out of range, a target of the wrong dtype or shape.
+with its input and the layer's sizes; a loss with its output and target) and what was raised.
+Naming the mistake is the rules' job (rules/_failures.py): here are only the facts.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 import torch
 
+from ..layers import EMBEDDING_TYPES
+
+MAX_MESSAGE = 4000  # characters of the exception message kept
 LAYER_SIZES = ("in_features", "out_features", "in_channels", "out_channels", "num_embeddings", "embedding_dim")
 
 
@@ -37,7 +36,7 @@ def module_facts(module: torch.nn.Module, args: tuple) -> dict[str, Any]:
     if isinstance(weight, torch.Tensor):
         facts["weight_dtype"] = str(weight.dtype).replace("torch.", "")
         facts["weight_device"] = str(weight.device)
-    if type(module).__name__ in ("Embedding", "EmbeddingBag") and args and isinstance(args[0], torch.Tensor):
+    if type(module).__name__ in EMBEDDING_TYPES and args and isinstance(args[0], torch.Tensor):
         facts["index_range"] = _int_range(args[0])
     return facts
 
@@ -82,53 +81,9 @@ def _int_range(t: torch.Tensor) -> list[int] | None:
         return None
 
 
-def classify(exc: BaseException, where: dict[str, Any]) -> dict[str, Any]:
-    """The kind of mistake and the numbers its fix needs, from the message and where it happened."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    info: dict[str, Any] = {"exception": type(exc).__name__, "message": message[:400], **where}
-    inputs = where.get("inputs") or []
-    first = inputs[0] if inputs else {}
-    kind = "other"
-    if "shapes cannot be multiplied" in message and where.get("module_type") == "Linear" and first:
-        kind = "linear_in_features"
-        shape = first["shape"]
-        info["features"] = math.prod(shape[1:]) if len(shape) > 2 else shape[-1]
-        if len(shape) == 4:
-            info["channels"] = shape[1]
-    elif (found := re.search(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels", message)):
-        kind = "conv_in_channels"
-        info["expected_channels"], info["got_channels"] = int(found.group(1)), int(found.group(2))
-    elif re.search(r"same dtype|Input type \(\w+\) and (bias|weight) type|expected scalar type|"
-                   r"should be the same", message) and "device" not in message:
-        kind = "dtype_mismatch"
-    elif ("same device" in message or "not on the expected device" in message
-          or re.search(r"Input type \(.*cuda.*\) and weight type", message)):
-        kind = "device_mismatch"
-        info["devices"] = sorted(set(re.findall(r"\b(cuda:\d+|cuda|cpu|mps|meta|xpu)\b", message)))
-    elif where.get("phase") == "loss":
-        kind = _loss_kind(message, info)
-    elif where.get("module_type") in ("Embedding", "EmbeddingBag") and "index out of range" in message:
-        kind = "embedding_index"
-    info["kind"] = kind
-    return info
-
-
-def _loss_kind(message: str, info: dict[str, Any]) -> str:
-    if (found := re.search(r"Target (-?\d+) is out of bounds", message)) or "device-side assert" in message:
-        shapes = [x["shape"] for x in info.get("inputs") or []]
-        if shapes and len(shapes[0]) >= 2:
-            info["classes"] = shapes[0][1]
-        if found:
-            info["bad_target"] = int(found.group(1))
-        return "target_out_of_range"
-    if "expected target dtype to be Long" in message or "expected scalar type Long" in message:
-        return "target_dtype_long"
-    if "can't be cast to the desired output type" in message:
-        return "target_dtype_float"
-    if "multi-target not supported" in message or "must be the same as input size" in message:
-        return "target_shape"
-    if "batch_size" in message and "match target batch_size" in message:
-        return "batch_size_mismatch"
-    if "should be between 0 and 1" in message:
-        return "probabilities_expected"
-    return "other"
+def exception_facts(exc: BaseException) -> dict[str, Any]:
+    """What was raised, as plain values: the type, every class it derives from (so a rule can
+    tell `torch.cuda.OutOfMemoryError` from another RuntimeError without importing torch), and
+    the message."""
+    return {"exception": type(exc).__name__, "exception_types": [c.__name__ for c in type(exc).__mro__],
+            "message": str(exc)[:MAX_MESSAGE]}

@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader
 from torch.utils.data.dataloader import _BaseDataLoaderIter
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder
+    from .shared import Handlers
 
 _OWNER = "_torchdoctor_loader_id"
 
 
 class DataProbe:
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Handlers) -> None:
         self.recorder = recorder
         self.saved: list[tuple[type, str, Any]] = []
 

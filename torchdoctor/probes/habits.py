@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..layers import RELU_TYPES, SATURATION_LIMITS, SATURATION_MARGINS
+
 MAX_CHANNELS = 4  # per-channel statistics for images with this many channels or fewer (RGB, grey)
 PROBABILITY_LOSSES = frozenset({"cross_entropy"})  # apply log_softmax themselves
 LOG_PROBABILITY_LOSSES = frozenset({"nll_loss"})  # expect log-probabilities
@@ -88,8 +90,6 @@ class GradCarry:
         return grad._version - version <= backwards - backs
 
 
-RELU_TYPES = ("ReLU", "ReLU6")
-SATURATING_TYPES = {"Sigmoid": (0.01, 0.99), "Tanh": (-0.99, 0.99), "Hardtanh": (-0.99, 0.99)}
 ACTIVATION_STEPS = frozenset({1, 5, 10, 20, 50})
 ACTIVATION_EVERY = 100
 
@@ -102,7 +102,7 @@ def activations_due(step: int) -> bool:
 
 def activation_stats(kind: str, output: Any) -> torch.Tensor | None:
     """ReLU: [units never positive in the batch] (units: the channels, dim 1, of a batched
-    output). Sigmoid/Tanh: [share of values pinned near a limit]."""
+    output). Sigmoid/Tanh: [share of values within each of SATURATION_MARGINS of a limit]."""
     if not isinstance(output, torch.Tensor) or not output.is_floating_point() or output.dim() < 2:
         return None
     with torch.no_grad():
@@ -111,5 +111,5 @@ def activation_stats(kind: str, output: Any) -> torch.Tensor | None:
             dims = [d for d in range(t.dim()) if d != 1]
             # <= 0, not "not > 0": a NaN output (the run already diverged) is not a dead unit.
             return (t.amax(dim=dims) <= 0).sum().float().reshape(1)
-        low, high = SATURATING_TYPES[kind]
-        return ((t <= low) | (t >= high)).float().mean().reshape(1)
+        low, high = SATURATION_LIMITS[kind]
+        return torch.stack([((t <= low + m) | (t >= high - m)).float().mean() for m in SATURATION_MARGINS])

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from . import tracing
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder
+    from .shared import Handlers
 
 LOSS_FUNCTIONS = (
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
@@ -29,7 +29,7 @@ LOSS_FUNCTIONS = (
 
 
 class LossProbe:
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Handlers) -> None:
         self.recorder = recorder
         self.saved: dict[str, Any] = {}
         self.depth = 0  # a loss implemented with another wrapped loss is one loss
@@ -41,7 +41,7 @@ class LossProbe:
                 continue
             self.saved[name] = original
             setattr(F, name, self._wrap(name, original))
-        self.recorder.loss_functions = dict(self.saved)
+        self.recorder.shared.loss_functions = dict(self.saved)
 
     def remove(self) -> None:
         for name, original in self.saved.items():
@@ -51,7 +51,7 @@ class LossProbe:
     def _observe(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
         rec = self.recorder
         try:
-            if not rec.replaying and not rec.in_backward and not tracing():
+            if not rec.shared.replaying and not rec.shared.in_backward and not tracing():
                 rec.on_loss(name, args, kwargs, out)
         except Exception as exc:  # never let our bookkeeping fail the user's loss
             rec.internal_error(f"loss probe: {type(exc).__name__}: {exc}", exc)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import re
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -346,51 +345,6 @@ class MemoryMeter:
         profile.optimizer_state = total_bytes(t for o in optimizers for t in optimizer_state_tensors(o))
         if self.profile is None or profile.step_total >= self.profile.step_total:
             self.profile = profile
-
-
-ALLOCATION = re.compile(
-    r"[Tt]ried to allocate (?:(?P<bytes>\d+) bytes|(?P<num>[\d.]+) ?(?P<unit>[KMGT]i?B))"
-)
-UNALLOCATED = re.compile(r"(?P<num>[\d.]+) ?(?P<unit>[KMGT]i?B) is reserved by PyTorch but unallocated")
-UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-         "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
-def out_of_memory(exc: BaseException | None) -> dict[str, Any] | None:
-    """If `exc` is an out-of-memory error (CUDA's, or the CPU allocator's), what it says: the
-    kind and how many bytes were being allocated."""
-    if exc is None:
-        return None
-    message = str(exc)
-    cuda_oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if cuda_oom is not None and isinstance(exc, cuda_oom):
-        kind = "cuda"
-    elif isinstance(exc, MemoryError):
-        kind = "cpu"
-    elif isinstance(exc, RuntimeError) and (
-        "can't allocate memory" in message or "DefaultCPUAllocator" in message and "allocate" in message
-    ):
-        kind = "cpu"
-    elif isinstance(exc, RuntimeError) and "out of memory" in message.lower():
-        kind = "cuda" if "cuda" in message.lower() or "gpu" in message.lower() else "cpu"
-    else:
-        return None
-    requested = None
-    found = ALLOCATION.search(message)
-    if found:
-        if found.group("bytes"):
-            requested = int(found.group("bytes"))
-        else:
-            requested = _size(found.group("num"), found.group("unit"))
-    unallocated = UNALLOCATED.search(message)
-    first_line = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
-    return {"kind": kind, "requested_bytes": requested, "message": first_line[:300],
-            "reserved_unallocated_bytes": _size(unallocated.group("num"), unallocated.group("unit"))
-            if unallocated else None}
-
-
-def _size(number: str, unit: str) -> int:
-    return int(float(number) * UNITS[unit.upper()])
 
 
 class _GraphTag:

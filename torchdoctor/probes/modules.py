@@ -26,16 +26,16 @@ from . import tracing
 from .crash import raising_module
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder, RootState
+    from .shared import Handlers
 
 _ABSENT = object()
 
 
 class ModuleProbe:
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Handlers) -> None:
         self.recorder = recorder
         self.depth = 0
-        self.ordering: RootState | None = None
+        self.ordering: Any = None  # the model whose layer order this forward shows
         self.handles: list[Any] = []  # the global hooks, while discovering or widened
         self.settled = False
         self.watched: dict[int, torch.nn.Module] = {}  # the roots, once discovery is over
@@ -115,9 +115,7 @@ class ModuleProbe:
     def _call_root(self, original: Any, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
         self._pre(module, args)
         widened = False
-        rec = self.recorder
-        if self.depth == 1 and (rec.memory.capture is not None or rec.sampling_activations is not None) \
-                and not self.handles:
+        if self.depth == 1 and self.recorder.shared.measuring and not self.handles:
             self.widened, widened = module, True  # this forward's layers are measured: watch them all
             self._add_global()
         try:
@@ -139,11 +137,11 @@ class ModuleProbe:
     def _note_raised(self, root: torch.nn.Module, exc: BaseException) -> None:
         """The layer that raised, from the traceback: only the root was watched."""
         rec = self.recorder
-        if rec.failed_in is not None:
+        if rec.shared.failed_in is not None:
             return  # widened: the layer's own hook has already said so
         try:
-            state = rec.roots.get(id(root))
-            found = raising_module(exc, state.module_names) if state is not None else None
+            names = rec.module_names_of(root)
+            found = raising_module(exc, names) if names is not None else None
             if found is not None and found[0] is not root:
                 rec.on_module_failed(*found)
         except Exception as error:
@@ -161,9 +159,9 @@ class ModuleProbe:
         return None
 
     def _skip(self) -> bool:
-        rec = self.recorder
+        shared = self.recorder.shared
         # Forwards re-run inside backward() (activation checkpointing) are not new calls.
-        return bool(rec.replaying or rec.in_backward or tracing())
+        return bool(shared.replaying or shared.in_backward or tracing())
 
     def _pre(self, module: torch.nn.Module, args: tuple) -> None:
         rec = self.recorder
@@ -177,8 +175,9 @@ class ModuleProbe:
             else:
                 if self.ordering is not None:
                     self.ordering.forward_order.append(id(module))
-                if rec.memory.capture is not None:
-                    rec.memory.capture.enter(module, args)
+                capture = rec.shared.meter.capture
+                if capture is not None:
+                    capture.enter(module, args)
         except Exception as exc:  # never let our bookkeeping fail the user's forward
             rec.internal_error(f"module pre-hook: {type(exc).__name__}: {exc}", exc)
         self.depth += 1
@@ -200,9 +199,10 @@ class ModuleProbe:
             if not failed:
                 rec.on_root_done(module, args, rest[0], rest[1])
         else:
-            if rec.memory.capture is not None:
-                rec.memory.capture.exit()
-            if rec.sampling_activations is not None and not failed:
+            capture = rec.shared.meter.capture
+            if capture is not None:
+                capture.exit()
+            if rec.shared.sampling_activations is not None and not failed:
                 rec.on_activation(module, rest[1])
         return None
 
@@ -213,5 +213,6 @@ class ModuleProbe:
         if self.widened is not None:
             self.widened = None
             self._remove_global()
-        if self.recorder.memory.capture is not None:
-            self.recorder.memory.end_forward()
+        meter = self.recorder.shared.meter
+        if meter.capture is not None:
+            meter.end_forward()

@@ -15,12 +15,12 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 if TYPE_CHECKING:
-    from ..recorder import Recorder
     from .modules import ModuleProbe
+    from .shared import Handlers
 
 
 class OptimizerProbe:
-    def __init__(self, recorder: Recorder, modules: ModuleProbe | None = None) -> None:
+    def __init__(self, recorder: Handlers, modules: ModuleProbe | None = None) -> None:
         self.recorder = recorder
         self.modules = modules
         self.handles: list[Any] = []
@@ -48,7 +48,7 @@ class OptimizerProbe:
         # A wrapper optimizer (Lookahead-style) steps its inner one from inside its own step: that
         # inner step is part of the outer one, not another. (The recorder clears this stack on
         # backward(), so a step that raised cannot leave it stuck.)
-        stepping = self.recorder.stepping
+        stepping = self.recorder.shared.stepping
         stepping.append(id(optimizer))
         if len(stepping) > 1:
             return None
@@ -58,7 +58,7 @@ class OptimizerProbe:
         return None
 
     def _post(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        stepping = self.recorder.stepping
+        stepping = self.recorder.shared.stepping
         if stepping:
             stepping.pop()
         if not stepping:
@@ -69,7 +69,7 @@ class OptimizerProbe:
                     self.modules.settle(roots)
 
 
-def _wrap_zero_grad(original: Any, recorder: Recorder) -> Any:
+def _wrap_zero_grad(original: Any, recorder: Handlers) -> Any:
     @functools.wraps(original)
     def zero_grad(obj: Any, *args: Any, **kwargs: Any) -> Any:
         recorder.on_zero_grad()

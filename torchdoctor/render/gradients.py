@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..rules._numbers import fmt
+from ..formatting import fmt
 from .terminal import default_console
 
 if TYPE_CHECKING:

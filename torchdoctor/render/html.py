@@ -1,8 +1,8 @@
 """The HTML report: one self-contained file a person can open anywhere, even offline, and forward.
 
-It renders from the JSON report dict only (`Report.to_dict()` or a saved report read back), so a
-report saved on a training box renders the same later on a laptop. Everything the page needs is
-inside it: CSS inline, plots as base64 PNG, no fonts, scripts or styles fetched from anywhere.
+It renders from the JSON report dict only (`jsonreport.to_dict(report)` or a saved report read
+back), so a report saved on a training box renders the same later on a laptop. Everything the page
+needs is inside it: CSS inline, plots as base64 PNG, no fonts, scripts or styles fetched from anywhere.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..rules._numbers import fmt as compact
-from ..units import format_bytes
+from ..formatting import fmt as compact
+from ..formatting import format_bytes
+from ..jsonreport import saved_problems
 from . import plots
 from .plots import number
 
 SEVERITIES = ("critical", "error", "warning", "info")
-PROBLEM = {"critical", "error", "warning"}  # what keeps a run from being called healthy
 
 CSS = """
 :root { --red: #c0392b; --amber: #b7791f; --blue: #2c6fbb; --green: #1e8449; --dim: #666; }
@@ -154,8 +154,7 @@ def _finite_series(data: dict[str, Any], *path: str) -> list[float]:
 
 def _banner(data: dict[str, Any]) -> str:
     """Healthy only says so when nothing at warning or above was found; the numbers back the word up."""
-    findings = data.get("findings") or []
-    problems = [f for f in findings if f.get("severity") in PROBLEM]
+    problems = saved_problems(data)
     if problems:
         worst = problems[0].get("severity", "")
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"

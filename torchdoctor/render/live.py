@@ -17,12 +17,14 @@ from rich.live import Live
 from rich.text import Text
 
 from ..findings import Severity
-from ..rules._numbers import fmt
-from ..units import format_bytes
+from ..formatting import fmt, format_bytes
+from ..report import is_problem
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..config import Config
-    from ..recorder import Recorder
+    from ..timeline import MemorySample, Timeline
 
 RULES_EVERY_S = 2.0
 OTHER_PROGRESS = ("tqdm", "rich.progress", "alive_progress", "progressbar", "enlighten")
@@ -30,8 +32,10 @@ RULES_BUDGET = 0.02  # at most this share of wall time spent re-running the rule
 
 
 class LiveProgress:
-    def __init__(self, recorder: Recorder, config: Config, console: Console | None = None) -> None:
-        self.recorder = recorder
+    def __init__(self, timeline: Timeline, memory_samples: Callable[[], list[MemorySample]], config: Config,
+                 console: Console | None = None) -> None:
+        self.timeline = timeline
+        self.memory_samples = memory_samples  # the run's, as they are sampled (the timeline gets them at the end)
         self.config = config
         self.console = console or Console(stderr=True)
         self.live: Live | None = None
@@ -62,7 +66,7 @@ class LiveProgress:
             return Text("torchdoctor ▸ …", style="dim")
 
     def _line(self) -> Text:
-        tl = self.recorder.timeline
+        tl = self.timeline
         text = Text()
         text.append("torchdoctor ▸ ", style="bold")
         if not tl.steps:
@@ -77,7 +81,7 @@ class LiveProgress:
         norm = next((r.grad_norm for r in reversed(tl.steps[-50:]) if r.grad_norm is not None), None)
         if norm is not None:
             bits.append(f"grad norm {fmt(norm)}")
-        samples = self.recorder.memory.samples
+        samples = self.memory_samples()
         if samples:
             sample = samples[-1]
             if sample.allocated is not None:
@@ -99,11 +103,11 @@ class LiveProgress:
         from ..rules import evaluate
 
         started = time.perf_counter()
-        result = evaluate(self.recorder.timeline, self.config)
+        result = evaluate(self.timeline, self.config)
         spent = time.perf_counter() - started
         counts: dict[Severity, int] = {}
         for f in result.findings:
-            if f.severity >= Severity.WARNING:
+            if is_problem(f.severity):
                 counts[f.severity] = counts.get(f.severity, 0) + 1
         self.counts = counts
         self.interval = max(RULES_EVERY_S, spent / RULES_BUDGET)

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..units import format_bytes
+from ..formatting import format_bytes
 from .terminal import default_console
 
 if TYPE_CHECKING:

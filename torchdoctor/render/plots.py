@@ -287,7 +287,7 @@ def memory_timeline_plot(data: dict[str, Any]) -> bytes | None:
 def rolled_up_modules(memory: dict[str, Any]) -> list[dict[str, Any]]:
     """Top-level children with their subtrees summed (`layer3.1.conv2` counts for `layer3`), in
     forward order: forty BatchNorms say less than "block1 holds half the step"."""
-    from ..readback import memory_profile_from
+    from ..jsonreport import memory_profile_from
 
     profile = memory_profile_from(memory)
     if profile is None:

@@ -13,8 +13,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from ..findings import Finding, Severity
-from ..rules._numbers import fmt
-from ..units import format_bytes
+from ..formatting import fmt, format_bytes
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -104,8 +103,8 @@ def default_console() -> Console:
 def render_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
     console = console or default_console()
     console.print(Text("torchdoctor ", style="bold") + Text(_header(report), style="dim"))
-    shown = [f for f in report.findings if verbose or f.severity >= Severity.WARNING]
-    if not shown:
+    shown = report.findings if verbose else report.problems()
+    if report.healthy and not shown:  # with -v, a healthy run's info findings stand in for the line
         ok = report.timeline.steps
         console.print(Text(("✔ " if ok else "• ") + healthy_line(report), style="green" if ok else "yellow"))
     said: set[tuple[str, str]] = set()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from ..config import Config
 from ..findings import Finding
 from ..timeline import Timeline
 from . import (  # noqa: F401
@@ -29,13 +29,49 @@ from . import (  # noqa: F401
     unnormalized_input,
     vanishing_gradients,
 )
-from .base import REGISTRY, NotEvaluated, Param, Rule, rule
+from .base import NotEvaluated, Param, Rule, rule
 
-__all__ = ["REGISTRY", "NotEvaluated", "Param", "Rule", "rule", "all_rules", "evaluate", "Evaluation"]
+__all__ = ["REGISTRY", "RULES", "NotEvaluated", "Param", "Rule", "Settings", "rule", "all_rules", "evaluate",
+           "Evaluation"]
+
+# The catalogue: every diagnosis, by code (the order findings of equal severity and step are listed in).
+RULES: tuple[Rule, ...] = (
+    amp_overflow.amp_overflow,
+    dataloader_bottleneck.dataloader_bottleneck,
+    dead_units.dead_units,
+    divergence.divergence,
+    double_softmax.double_softmax,
+    eval_mode_missing.eval_mode_missing,
+    exploding_gradients.exploding_gradients,
+    frozen_parameters.frozen_parameters,
+    loss_plateau.loss_plateau,
+    memory_leak.memory_leak,
+    memory_pressure.memory_pressure,
+    missing_zero_grad.missing_zero_grad,
+    nonfinite_gradient.nonfinite_gradient,
+    nonfinite_loss.nonfinite_loss,
+    out_of_memory.out_of_memory,
+    overfitting.overfitting,
+    saturated_activations.saturated_activations,
+    script_error.script_error,
+    unnormalized_input.unnormalized_input,
+    vanishing_gradients.vanishing_gradients,
+)
+REGISTRY: dict[str, Rule] = {r.code: r for r in RULES}
+if len(REGISTRY) != len(RULES):
+    raise ImportError("a finding code is declared by two rules")
+
+
+class Settings(Protocol):
+    """What evaluation needs of the configuration (config.Config): rules do not import it."""
+
+    disabled: set[str]
+
+    def params_for(self, rule: Rule) -> dict[str, float]: ...
 
 
 def all_rules() -> list[Rule]:
-    return list(REGISTRY.values())
+    return list(RULES)
 
 
 @dataclass
@@ -45,7 +81,7 @@ class Evaluation:
     internal_errors: list[str] = field(default_factory=list)
 
 
-def evaluate(timeline: Timeline, config: Config) -> Evaluation:
+def evaluate(timeline: Timeline, config: Settings) -> Evaluation:
     """Run every enabled rule; a rule that fails is contained and reported, never raised."""
     result = Evaluation()
     for r in all_rules():

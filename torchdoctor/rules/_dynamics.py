@@ -6,7 +6,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..timeline import Timeline
 from ._numbers import median
 
 
@@ -17,16 +16,6 @@ class Block:
     first_step: int
     last_step: int
     median: float
-
-
-def finite_losses(tl: Timeline) -> list[tuple[int, float]]:
-    """(step, loss) up to the first non-finite loss: what came after it is nonfinite_loss's."""
-    out = []
-    for step, value in tl.loss_series():
-        if not math.isfinite(value):
-            break
-        out.append((step, value))
-    return out
 
 
 def block_window(n: int, min_window: int = 5, blocks: int = 20) -> int:
@@ -137,7 +126,3 @@ def progress(series: Sequence[tuple[int, float]]) -> Progress:
     first = median(values[:5])
     return Progress(start, level(values[-quarter:]), quarter, first, block_noise(values, min(5, n)),
                     theil_sen_drop(block_medians(series, window)), math.sqrt(2) * block_noise(values, quarter))
-
-
-def lr_span(tl: Timeline, first_step: int, last_step: int) -> list[float]:
-    return [r.lr for r in tl.steps if r.lr is not None and first_step <= r.step <= last_step]

@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 from ..findings import Fix
+from ..formatting import fmt
 from ..timeline import Timeline
-from ._numbers import fmt, median, nice
-
-
-def label(tl: Timeline, name: str) -> str:
-    """A module path as a person recognises it: `features.3 (Conv2d)`."""
-    kind = tl.module_type(name)
-    return f"{name} ({kind})" if kind and kind != name else name
-
-
-def lr_before(tl: Timeline, step: int | None) -> float | None:
-    """The learning rate in force at (or just before) a step."""
-    lr = None
-    for rec in tl.steps:
-        if step is not None and rec.step > step:
-            break
-        if rec.lr is not None:
-            lr = rec.lr
-    return lr if lr is not None else tl.last_lr
-
-
-def optimizer_name(tl: Timeline, default: str | None = "SGD") -> str | None:
-    """The class of the optimizer the steps were counted on, for the snippets of fixes."""
-    return tl.optimizers[0] if tl.optimizers else default
+from ._numbers import median, nice
 
 
 def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0) -> Fix | None:
-    lr = lr_before(tl, step)
+    lr = tl.lr_at(step)
     if not lr:
         return None
     new = nice(lr / factor)
-    opt = optimizer_name(tl)
+    opt = tl.optimizer_name()
     return Fix(
         "lower_learning_rate",
         f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}.",
@@ -79,7 +58,7 @@ def add_normalization(tl: Timeline) -> Fix | None:
         where, layer = linears[:-1], "nn.BatchNorm1d(out_features) or nn.LayerNorm(out_features)"
     else:
         return None
-    shown = ", ".join(label(tl, n) for n in where[:4]) + (" ..." if len(where) > 4 else "")
+    shown = ", ".join(tl.label(n) for n in where[:4]) + (" ..." if len(where) > 4 else "")
     return Fix(
         "add_normalization",
         f"The model has no normalization layer: add {layer} after {shown}.",
@@ -124,7 +103,7 @@ def raise_learning_rate(tl: Timeline, lr: float, ratio: float, target: float = 1
     if factor <= 1:
         return None
     new = nice(lr * factor)
-    opt = optimizer_name(tl)
+    opt = tl.optimizer_name()
     capped = (f" (capped at {max_factor:g}x of the {fmt(wanted)}x the ratio asks for: raise it further if the "
               "loss still does not move)") if wanted > max_factor else ""
     return Fix(

@@ -10,9 +10,8 @@ import math
 from dataclasses import dataclass
 
 from ..findings import Fix
-from ..timeline import MemoryProfile, ModuleMemory, Timeline
-from ..units import format_bytes
-from ._fixes import optimizer_name
+from ..formatting import format_bytes
+from ..timeline import MemoryProfile, Timeline
 
 HALF_PRECISION = frozenset({"float16", "bfloat16"})
 
@@ -35,10 +34,6 @@ def largest_parts(profile: MemoryProfile) -> list[str]:
     parts = [("activations", profile.activations + profile.batch), ("parameters", profile.parameters),
              ("gradients", profile.gradients), ("optimizer state", profile.optimizer_state)]
     return [f"{name} {format_bytes(size)}" for name, size in sorted(parts, key=lambda p: -p[1]) if size]
-
-
-def subtree(modules: list[ModuleMemory], name: str) -> list[ModuleMemory]:
-    return [m for m in modules if m.name == name or m.name.startswith(name + ".")]
 
 
 @dataclass
@@ -152,7 +147,7 @@ def memory_fixes(tl: Timeline, profile: MemoryProfile | None, limit: int | None,
         fixes.append((float32 // 2, _amp_fix(tl, float32 // 2)))
     if profile.gradients_in_forward:
         fixes.append((profile.gradients_in_forward, _set_to_none_fix(profile)))
-    opt = optimizer_name(tl, None) or ""
+    opt = tl.optimizer_name(None) or ""
     if profile.optimizer_state > max(profile.activations, profile.parameters) and opt.startswith("Adam"):
         saved = profile.optimizer_state - profile.parameters
         fixes.append((saved, _optimizer_fix(opt, profile, saved)))

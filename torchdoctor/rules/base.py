@@ -41,29 +41,28 @@ class Rule:
         return {k: p.default for k, p in self.params.items()}
 
     def run(self, timeline: Timeline, params: dict[str, float]) -> list[Finding]:
-        return list(self.func(timeline, params))
-
-
-REGISTRY: dict[str, Rule] = {}
+        """The rule's findings; those that say no severity of their own get the declared one."""
+        found = list(self.func(timeline, params))
+        for f in found:
+            if f.severity is None:
+                f.severity = self.severity
+        return found
 
 
 def rule(
     code: str, severity: Severity, summary: str, params: dict[str, Param] | None = None
-) -> Callable[[RuleFunc], RuleFunc]:
-    """Register a rule function under its contract code."""
+) -> Callable[[RuleFunc], Rule]:
+    """Declare a rule function under its contract code. The declaration is the Rule itself: the
+    catalogue (rules/__init__.py) lists every rule by name, nothing registers on import."""
 
-    def register(func: RuleFunc) -> RuleFunc:
-        if code in REGISTRY:
-            raise ValueError(f"rule {code} declared twice")
-        REGISTRY[code] = Rule(code, severity, summary, func, dict(params or {}))
-        return func
+    def declare(func: RuleFunc) -> Rule:
+        return Rule(code, severity, summary, func, dict(params or {}))
 
-    return register
+    return declare
 
 
 def finding_for(code: str, title: str, **kwargs: Any) -> Finding:
-    """A finding with the rule's declared severity unless the caller overrides it."""
+    """A finding of `code`, with the rule's declared severity (filled in by Rule.run) unless the
+    caller gives one."""
     severity = kwargs.pop("severity", None)
-    if severity is None:  # Severity.INFO is 0: falsy, but given
-        severity = REGISTRY[code].severity
-    return Finding(code=code, severity=severity, title=title, **kwargs)
+    return Finding(code=code, severity=severity, title=title, **kwargs)  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
@@ -42,7 +41,7 @@ def dataloader_bottleneck(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
     if share < p["max_wait_share"] or per_batch * 1e3 < p["min_wait_ms"]:
         return
     compute = max(total - wait, 1e-9) / loader["batches"]
-    cpus = os.cpu_count() or 2
+    cpus = tl.run.cpu_count or 2
     workers = max(2, min(cpus, math.ceil(per_batch / compute) + 1))
     current = loader.get("num_workers") or 0
     if current >= workers:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
-from ._fixes import label, lr_before
 from ._numbers import nice
 from .base import Param, finding_for, rule
 
@@ -43,7 +42,7 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     samples = by_module[module]
     share = samples[-1]["dead"] / samples[-1]["units"]
     first = next(s for s in samples if mostly_dead(s))
-    lr = lr_before(tl, first["step"])
+    lr = tl.lr_at(first["step"])
     fixes = []
     if lr:
         fixes.append(Fix("lower_learning_rate",
@@ -60,7 +59,7 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     ]
     yield finding_for(
         "dead_units",
-        f"{share:.0%} of the units of {label(tl, module)} output zero for every input of a batch"
+        f"{share:.0%} of the units of {tl.label(module)} output zero for every input of a batch"
         + (f", and {len(dead_layers) - 1} more ReLU layers are mostly dead" if len(dead_layers) > 1 else ""),
         step=first["step"], where=module,
         evidence={"layers": {m: round(by_module[m][-1]["dead"] / by_module[m][-1]["units"], 3) for m in dead_layers},

@@ -7,20 +7,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import fmt
 from ..timeline import Timeline
-from ._dynamics import (
-    Block,
-    block_medians,
-    block_noise,
-    block_window,
-    finite_losses,
-    log_volatility,
-    lr_span,
-    med3,
-    progress,
-)
-from ._fixes import add_warmup, clip_gradients, lower_learning_rate, lr_before
-from ._numbers import fmt, nice, thin
+from ._dynamics import Block, block_medians, block_noise, block_window, log_volatility, med3, progress
+from ._fixes import add_warmup, clip_gradients, lower_learning_rate
+from ._numbers import nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 
 PARAMS = {
@@ -124,7 +115,7 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """
     if tl.events_of("nonfinite_loss"):
         return  # nonfinite_loss explains this run; a second finding would only repeat it
-    series = finite_losses(tl)
+    series = tl.finite_losses()
     needed = int(p["min_steps"])
     if len(series) < needed:
         raise NotEvaluated(f"{len(series)} finite training losses; needs at least {needed}")
@@ -137,7 +128,7 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     trend = verdict.criterion == "trend"
     # The learning rate to start from: where the loss was lowest (trend), where the swings began (oscillation).
     ref_step = low.last_step if trend else verdict.onset_step
-    lr_low = lr_before(tl, ref_step)
+    lr_low = tl.lr_at(ref_step)
     lr_end = tl.last_lr
     ratio = end / low.median if low.median > 0 else None
     last_step = series[-1][0]
@@ -152,7 +143,7 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         step = verdict.onset_step
     if lr_low and lr_end and lr_end > 1.5 * lr_low:
         title += f"; the learning rate rose from {fmt(lr_low)} to {fmt(lr_end)}"
-    lrs = lr_span(tl, series[0][0], last_step)
+    lrs = tl.lrs_between(series[0][0], last_step)
     fixes: list[Fix] = []
     lower = lower_learning_rate(tl, ref_step, 5.0 if trend else 10.0)
     if lower is not None:
@@ -185,7 +176,7 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "window": verdict.window,
             "required_rise": verdict.factor,
             "lr": lr_low,
-            "lr_at_min": lr_before(tl, low.last_step),
+            "lr_at_min": tl.lr_at(low.last_step),
             "lr_at_end": lr_end,
             "lr_range": [min(lrs), max(lrs)] if lrs else None,
             "smoothed_loss": [[b.last_step, b.median] for b in verdict.blocks],

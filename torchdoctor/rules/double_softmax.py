@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import fmt
+from ..layers import SOFTMAX_TYPES
 from ..timeline import Timeline
-from ._numbers import fmt
 from .base import Param, finding_for, rule
-
-SOFTMAX_TYPES = frozenset({"Softmax", "Softmax2d"})
 
 
 @rule("double_softmax", Severity.ERROR, "Probabilities fed to a loss that applies log-softmax itself",
@@ -33,7 +32,7 @@ def double_softmax(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     tol = p["tolerance"]
     ce = [s for s in tl.habits.loss_inputs if s["loss"] == "cross_entropy"]
     nll = [s for s in tl.habits.loss_inputs if s["loss"] == "nll_loss"]
-    softmax = _last_softmax(tl)
+    softmax = next((name for name, kind in tl.last_modules() if kind in SOFTMAX_TYPES), None)
     probs = [s for s in ce if s["min"] >= -tol and s["max"] <= 1 + tol and s["row_sum_error"] <= tol]
     if ce and len(probs) * 2 > len(ce):
         where = softmax
@@ -73,13 +72,3 @@ def double_softmax(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                        "loss = F.nll_loss(F.log_softmax(logits, dim=1), y)\n# or, the same in one call:\n"
                        "loss = F.cross_entropy(logits, y)")],
         )
-
-
-def _last_softmax(tl: Timeline) -> str | None:
-    """The model's last module, when it is a Softmax."""
-    for model in tl.models:
-        if model.module_types:
-            name, kind = list(model.module_types.items())[-1]
-            if kind in SOFTMAX_TYPES:
-                return name
-    return None

@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..layers import TRAIN_MODE_TYPES
 from ..timeline import Timeline
 from .base import finding_for, rule
-
-TRAIN_MODE_LAYERS = frozenset({
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d", "LazyBatchNorm2d",
-    "LazyBatchNorm3d",
-})
 
 
 @rule("eval_mode_missing", Severity.WARNING, "Validation ran with dropout/batch-norm in training mode")
@@ -35,7 +30,7 @@ def eval_mode_missing(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     model = next((m for m in tl.models if m.name == habits.eval_model), tl.models[0] if tl.models else None)
     if model is None:
         return
-    layers = {n: t for n, t in model.module_types.items() if t in TRAIN_MODE_LAYERS}
+    layers = {n: t for n, t in model.module_types.items() if t in TRAIN_MODE_TYPES}
     if not layers:
         return
     kinds = sorted(set(layers.values()))

@@ -7,9 +7,10 @@ import math
 from collections.abc import Iterator
 
 from ..findings import Finding, Severity
+from ..formatting import fmt
 from ..timeline import Timeline
 from ._fixes import add_normalization, clip_gradients, lower_learning_rate
-from ._numbers import fmt, median, thin
+from ._numbers import median, thin
 from .base import NotEvaluated, Param, finding_for, rule
 
 PARAMS = {

@@ -6,10 +6,11 @@ import math
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import fmt
 from ..timeline import Timeline
-from ._dynamics import block_window, finite_losses, lr_span, progress
-from ._fixes import optimizer_name, raise_learning_rate
-from ._numbers import fmt, median, nice, thin
+from ._dynamics import block_window, progress
+from ._fixes import raise_learning_rate
+from ._numbers import median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 from .divergence import PARAMS as DIVERGENCE_PARAMS
 from .divergence import divergence_verdict
@@ -86,7 +87,7 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """
     if tl.events_of("nonfinite_loss"):
         return
-    series = finite_losses(tl)
+    series = tl.finite_losses()
     n = len(series)
     needed = int(p["min_steps"])
     if n < needed:
@@ -95,8 +96,8 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     if min(values) < 0:
         raise NotEvaluated("the training loss takes negative values: its improvement cannot be measured as a ratio")
     quarter = max(block_window(n), n // 4)
-    lrs = lr_span(tl, series[0][0], series[-1][0])
-    lrs_end = lr_span(tl, series[n - quarter][0], series[-1][0])
+    lrs = tl.lrs_between(series[0][0], series[-1][0])
+    lrs_end = tl.lrs_between(series[n - quarter][0], series[-1][0])
     if len(lrs_end) >= 2 and lrs_end[-1] >= max(lrs) and lrs_end[-1] > 1.1 * lrs_end[0]:
         raise NotEvaluated("the learning rate was still warming up at the end of the run")
     moved = progress(series)
@@ -111,7 +112,7 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     ratio = median(ratios) if ratios else None
     zero_fraction = sum(1 for r in ratios if r == 0) / len(ratios) if ratios else None
     lr = tl.last_lr if tl.last_lr is not None else tl.optimizer_hparams.get("lr")
-    opt = optimizer_name(tl)
+    opt = tl.optimizer_name()
     severity = None
     fixes: list[Fix] = []
     if ratio is None:
@@ -185,7 +186,7 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "zero_update_fraction": zero_fraction,
             "layer_update_ratios": per_layer,
             "lr": lr,
-            "optimizer": optimizer_name(tl, None),
+            "optimizer": tl.optimizer_name(None),
             "loss_history": thin(series),
         },
         fixes=fixes,

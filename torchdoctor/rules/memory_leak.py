@@ -7,8 +7,8 @@ import statistics
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import format_bytes
 from ..timeline import MemorySample, Timeline
-from ..units import format_bytes
 from .base import NotEvaluated, Param, finding_for, rule
 
 

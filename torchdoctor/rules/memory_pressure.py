@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Severity
+from ..formatting import format_bytes
 from ..timeline import Timeline
-from ..units import format_bytes
 from ._memory import breakdown, largest_parts, memory_fixes
 from .base import NotEvaluated, Param, finding_for, rule
 

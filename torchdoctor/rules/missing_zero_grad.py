@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import fmt
 from ..timeline import Timeline
-from ._numbers import fmt
 from .base import Param, finding_for, rule
 
 

@@ -6,9 +6,10 @@ import math
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import fmt
 from ..timeline import Timeline
-from ._fixes import clip_gradients, label, lower_learning_rate
-from ._numbers import fmt, thin
+from ._fixes import clip_gradients, lower_learning_rate
+from ._numbers import thin
 from .base import NotEvaluated, finding_for, rule
 from .exploding_gradients import PARAMS as EXPLODING_PARAMS
 from .exploding_gradients import explosion_onset, norm_series
@@ -103,7 +104,7 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "loss = -(y * torch.log(p.clamp_min(1e-8))).sum(1).mean()",
         ))
     elif origin and data.get("weights_nonfinite") and earlier_grad is not None:
-        title = (f"Loss became {value} at step {step} because the weights of {label(tl, origin)} were already "
+        title = (f"Loss became {value} at step {step} because the weights of {tl.label(origin)} were already "
                  f"non-finite: the update of step {earlier_grad.step} applied NaN/Inf gradients")
         evidence["caused_by"] = {"code": "nonfinite_gradient", "step": earlier_grad.step}
         fixes.append(Fix(
@@ -113,7 +114,7 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             {"step": earlier_grad.step},
         ))
     elif origin:
-        title = f"Loss became {value} at step {step}; first non-finite output in {label(tl, origin)}"
+        title = f"Loss became {value} at step {step}; first non-finite output in {tl.label(origin)}"
         if data.get("weights_nonfinite"):
             title += " (its weights were already non-finite)"
         if not grads_grew:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..formatting import format_bytes
 from ..timeline import Timeline
-from ..units import format_bytes
-from ._fixes import label
+from ._failures import failures, oom_facts
 from ._memory import breakdown, largest_parts, memory_fixes
 from .base import Param, finding_for, rule
 
@@ -29,18 +29,17 @@ def out_of_memory(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     The fixes carry numbers: the batch size that fits the device with a 10% margin, the modules
     to checkpoint and what that saves, bfloat16 autocast, a lighter optimizer.
     """
-    events = tl.events_of("out_of_memory")
-    if not events:
+    found = [(e, facts) for e in failures(tl) if (facts := oom_facts(e.data)) is not None]
+    if not found:
         return
-    event = events[0]
-    data = event.data
+    event, data = found[0]
     mem = tl.memory
     profile = mem.profile
     requested = data.get("requested_bytes")
     limit = mem.budget or mem.capacity
     device = "CUDA" if data.get("kind") == "cuda" else "CPU"
     where = data.get("module")
-    place = data.get("phase", "forward") + (f" of {label(tl, where)}" if where else "")
+    place = data.get("phase", "forward") + (f" of {tl.label(where)}" if where else "")
     if data.get("loss"):
         place = f"loss {data['loss']} (output {data['shapes'][0]}, target {data['shapes'][-1]})"
     title = f"The run died of {device} out-of-memory at step {event.step}, in the {place}"

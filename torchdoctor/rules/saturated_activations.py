@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
+from ..layers import SATURATION_MARGIN, SATURATION_MARGINS
 from ..timeline import Timeline
-from ._fixes import label
 from .base import Param, finding_for, rule
 
 
 @rule("saturated_activations", Severity.WARNING, "Sigmoid/tanh outputs pinned near their limits",
       {"saturated_share": Param(0.5, "share of a layer's outputs within 1% of a limit that is too many"),
-       "min_samples": Param(2, "sampled forwards needed, the last of them all showing it")})
+       "min_samples": Param(2, "sampled forwards needed, the last of them all showing it"),
+       "limit_margin": Param(SATURATION_MARGIN, "distance from a limit (sigmoid 0 and 1, tanh ±1) within which an "
+                             "output counts as pinned; measured at " + ", ".join(map(str, SATURATION_MARGINS))
+                             + " (another value rounds down to one of them)")})
 def saturated_activations(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
-    """What it finds: `nn.Sigmoid` / `nn.Tanh` layers most of whose outputs are within 1% of
-    their limits (below 0.01 or above 0.99 for sigmoid, beyond ±0.99 for tanh) on the sampled
-    training forwards, still at the last ones.
+    """What it finds: `nn.Sigmoid` / `nn.Tanh` layers most of whose outputs are within 0.01 of
+    their limits (below 0.01 or above 0.99 for sigmoid, beyond ±0.99 for tanh; `limit_margin`)
+    on the sampled training forwards, still at the last ones.
 
     Why it matters: the derivative there is almost zero (sigmoid' < 0.01, tanh' < 0.02), so
     the gradients through those units vanish and the layers below stop learning. The usual
@@ -30,8 +33,8 @@ def saturated_activations(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
     by_module: dict[str, list[dict]] = {}
     for s in tl.habits.activations:
         if "saturated" in s:
-            by_module.setdefault(s["module"], []).append(s)
-    final = _final_modules(tl)
+            by_module.setdefault(s["module"], []).append({**s, "saturated": _share(s, p["limit_margin"])})
+    final = {name for name, _ in tl.last_modules()}  # the output layer: confident by design
     hits = []
     for module, samples in by_module.items():
         if module in final or len(samples) < p["min_samples"]:
@@ -45,7 +48,7 @@ def saturated_activations(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
     first = next(s for s in samples if s["saturated"] >= p["saturated_share"])
     yield finding_for(
         "saturated_activations",
-        f"{share:.0%} of the outputs of {label(tl, module)} are pinned at its limits: its gradient is nearly zero there"
+        f"{share:.0%} of the outputs of {tl.label(module)} are pinned at its limits: its gradient is nearly zero there"
         + (f" ({len(hits) - 1} more layers likewise)" if len(hits) > 1 else ""),
         step=first["step"], where=module,
         evidence={"layers": {m: round(ss[-1]["saturated"], 3) for _, m, ss in hits}, "type": kind,
@@ -64,10 +67,11 @@ def saturated_activations(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
     )
 
 
-def _final_modules(tl: Timeline) -> set[str]:
-    """The last module each model runs: a sigmoid there is the output's, confident by design."""
-    out = set()
-    for model in tl.models:
-        if model.module_types:
-            out.add(list(model.module_types)[-1])
-    return out
+def _share(sample: dict, margin: float) -> float:
+    """The share of pinned outputs at the largest measured margin not above `margin` (hand-made or
+    older samples carry only the default's share)."""
+    shares = sample.get("saturated_at")
+    if not shares:
+        return sample["saturated"]
+    below = [m for m in shares if m <= margin + 1e-12]
+    return shares[max(below)] if below else shares[min(shares)]

@@ -1,4 +1,8 @@
-"""script_error: the script died of an exception; the classic ones are explained with their fix."""
+"""script_error: the script died of an exception; the classic ones are explained with their fix.
+
+Under torchrun, which rank's failure is to blame and the script_errors made for ranks that died,
+exited or stayed silent are decided in ranks.py (rank 0 calls it when it merges the ranks' reports).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
-from ._fixes import label
+from ._failures import classify, failures, oom_facts
 from .base import finding_for, rule
 
 
@@ -31,16 +35,16 @@ def script_error(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     native code), exited non-zero without an exception, or never reported gets a script_error
     made at gather time (evidence.kind `rank_died`, `rank_exit`, `rank_silent`).
     """
-    events = tl.events_of("script_error")
+    events = [e for e in failures(tl) if oom_facts(e.data) is None]
     if not events:
         return
     event = events[0]
-    data = event.data
+    data = classify(event.data)
     explain = EXPLAIN.get(data.get("kind", "other"), _other)
     what, fixes = explain(tl, data)
     where = data.get("module")
     kind = data.get("module_type")
-    shown = f"{where} ({kind})" if where and kind and kind != where else label(tl, where) if where else ""
+    shown = f"{where} ({kind})" if where and kind and kind != where else tl.label(where) if where else ""
     place = f"in the forward of {shown}" if where else (
         f"in the loss {data['loss']}" if data.get("loss") else f"in the {data.get('phase') or 'script'}")
     yield finding_for(

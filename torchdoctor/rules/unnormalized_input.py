@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
-from ..timeline import NORMALIZATION_TYPES, Timeline
-from ._numbers import fmt
+from ..formatting import fmt
+from ..layers import CONTAINER_TYPES, NORMALIZATION_TYPES
+from ..timeline import Timeline
 from .base import Param, finding_for, rule
 
 
@@ -32,7 +33,7 @@ def unnormalized_input(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     bad = [s for s in samples if max(abs(s["mean"]), s["std"]) > limit]
     if len(bad) * 2 <= len(samples):
         return
-    first = _first_module(tl)
+    first = tl.first_module(skip=CONTAINER_TYPES)
     if first is not None and first[1] in NORMALIZATION_TYPES:
         return
     s = bad[0]
@@ -63,16 +64,3 @@ def unnormalized_input(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                    {"mean": mean, "std": std, "divide_by": 255 if pixels else None},
                    snippet)],
     )
-
-
-CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
-
-
-def _first_module(tl: Timeline) -> tuple[str, str] | None:
-    """The first layer the model's forward called (the root comes first, then its modules in
-    the order they ran); containers are skipped."""
-    for model in tl.models:
-        for name, kind in list(model.module_types.items())[1:]:
-            if kind not in CONTAINERS:
-                return name, kind
-    return None

@@ -6,9 +6,11 @@ import math
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
-from ..timeline import SATURATING_ACTIVATIONS, Timeline
+from ..formatting import fmt
+from ..layers import SATURATING_ACTIVATIONS
+from ..timeline import Timeline
 from ._fixes import add_normalization
-from ._numbers import fmt, median
+from ._numbers import median
 from .base import NotEvaluated, Param, finding_for, rule
 
 PARAMS = {

@@ -1,5 +1,5 @@
 """Evaluation passes: the losses a script computes without training on them, grouped into one
-pass per data loader between two training steps.
+pass per data loader between two training steps, and whether the model was left in train() then.
 
 Values stay on the device while a pass runs and are read back once when it closes, so a
 validation loop costs one transfer, not one per batch.
@@ -8,11 +8,16 @@ validation loop costs one transfer, not one per batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .timeline import EvalPass
+from ..timeline import EvalPass, Timeline
+
+if TYPE_CHECKING:
+    from ..probes.shared import Shared
+    from .loaders import Loaders
+    from .models import Models
 
 CLASSIFICATION_LOSSES = frozenset({"cross_entropy", "nll_loss"})
 ELEMENTWISE_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
@@ -173,3 +178,71 @@ class EvalTracker:
                 source="loss" if (p.terms or p.tentative) else "derived", loss_fn=p.loss_fn,
             ))
         return out
+
+
+class Evaluation:
+    """Sorts the script's forwards and losses into evaluation passes."""
+
+    def __init__(self, timeline: Timeline, models: Models, loaders: Loaders, shared: Shared) -> None:
+        self.timeline = timeline
+        self.models = models
+        self.loaders = loaders
+        self.shared = shared
+        self.tracker = EvalTracker()
+        self.mode_noted = False  # the last forward's evaluation loss was counted
+
+    def context(self, step: int) -> tuple[int | None, int, int | None]:
+        """(loader, step, epoch) an evaluation loss belongs to: the loader of a batch fetched since
+        the last step (None: tensors fed directly), the steps done, the last step's epoch."""
+        epoch = self.timeline.steps[-1].epoch if self.timeline.steps else None
+        return self.loaders.batch_loader, step, epoch
+
+    def on_loss(self, name: str, args: tuple, kwargs: dict, out: torch.Tensor, model: Any, step: int) -> None:
+        """A loss computed without training on it (no gradient, or the model in eval())."""
+        self.note_mode(model, step)
+        terms = loss_terms(name, args, kwargs, out)
+        if terms is not None:
+            self.tracker.add_loss(*self.context(step), name, terms, tentative=out.requires_grad)
+
+    def on_forward(self, output: Any, model: Any, step: int) -> None:
+        """A forward in evaluation mode. If the script computes no loss on it (validation written
+        by hand), the training loss is applied to the output and the batch's target, when the
+        batch is an (input, target) pair that fits it."""
+        self.timeline.eval_forwards += 1
+        name = self.timeline.train_loss_fn
+        batch = self.loaders.last_batch if self.loaders.batch_since_step else None
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            return  # eval() with gradients on is also how some fine-tune: only a loss call tells
+        if name is None or not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            return
+        target = batch[1]
+        if not isinstance(target, torch.Tensor) or not isinstance(output, torch.Tensor):
+            return
+        target = target.to(output.device, non_blocking=True)
+        function = self.shared.loss_functions.get(name)
+        if function is None or not derivable(name, output, target):
+            return
+        with torch.no_grad():
+            value = function(output.detach(), target)
+        terms = loss_terms(name, (output, target), {}, value)
+        if terms is not None:
+            self.note_mode(model, step)
+            self.tracker.add_derived(*self.context(step), name, terms)
+
+    def note_mode(self, model: torch.nn.Module | None, step: int) -> None:
+        """An evaluation loss: was the model left in train() (dropout on, batch statistics used)?"""
+        if model is None or not model.training or (torch.is_grad_enabled() and not torch.is_inference_mode_enabled()):
+            return
+        if self.mode_noted:  # the loss derived for this forward and the script's own loss on it
+            return
+        self.mode_noted = True
+        habits = self.timeline.habits
+        habits.eval_in_train_mode += 1
+        if habits.eval_in_train_mode_step is None:
+            habits.eval_in_train_mode_step = step
+            state = self.models.roots.get(id(model))
+            habits.eval_model = state.module_names.get(id(model)) if state is not None else type(model).__name__
+
+    def drain(self) -> None:
+        self.tracker.close()
+        self.timeline.evaluations.extend(self.tracker.drain(self.loaders.names, self.loaders.train_loader))

@@ -1,0 +1,238 @@
+"""The recorder turns what the probes see into the timeline.
+
+Probes call the `on_*` handlers from inside PyTorch's hooks; each handler hands the event to the
+part that owns that concern (models, loaders, optimizers, steps, evaluation, sampling, failures,
+memory). Every handler is guarded: an error in torchdoctor is recorded as an internal warning and
+never reaches the user's code. What the probes need to read while deciding whether to look at
+all lives in `probes.shared.Shared`, not here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..probes.memory import machine_ram
+from ..probes.shared import Shared
+from ..timeline import Timeline
+from .amp import AmpWatch
+from .evaluation import Evaluation
+from .failures import Failures
+from .guard import InternalErrors, guarded
+from .loaders import Loaders
+from .memory import MemoryWatch
+from .models import Models, RootState, is_loss_module, training_forward
+from .optimizers import Optimizers
+from .readback import ReadbackQueue
+from .sampling import Sampling
+from .state import Latest
+from .steps import Steps
+
+__all__ = ["Recorder", "RootState", "Shared"]
+
+MAX_KEPT_OUTPUT = 1 << 20  # elements
+
+
+class Recorder:
+    def __init__(self, models: list[torch.nn.Module] | None = None,
+                 optimizers: list[torch.optim.Optimizer] | None = None) -> None:
+        self.timeline = Timeline()
+        run = self.timeline.run
+        run.torch_version = torch.__version__
+        run.cpu_count = os.cpu_count()
+        run.ram_bytes = machine_ram()
+        self.shared = Shared()
+        self.errors = InternalErrors(self.timeline.internal_errors)
+        self.latest = Latest()
+        self.queue = ReadbackQueue()
+        self.models = Models(self.timeline, models)
+        self.loaders = Loaders()
+        self.optimizers = Optimizers(self.timeline, self.models, optimizers)
+        self.evaluation = Evaluation(self.timeline, self.models, self.loaders, self.shared)
+        self.sampling = Sampling(self.timeline, self.shared, self.queue)
+        self.failures = Failures(self.timeline, self.shared, self.latest, self.models, self.loaders)
+        self.memory = MemoryWatch(self.timeline, self.shared)
+        self.amp = AmpWatch(self.timeline, self.queue)
+        self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
+                           self.sampling, self.failures, self.memory, self.queue)
+
+    # -- what the session and the renderers read ---------------------------------------------
+    def internal_error(self, message: str, exc: BaseException | None = None) -> None:
+        self.errors.note(message, exc)
+
+    @property
+    def step(self) -> int:
+        return self.steps.step
+
+    @property
+    def epoch(self) -> int | None:
+        return self.loaders.epoch
+
+    def on_step(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each counted step (the live progress display)."""
+        self.steps.listeners.append(listener)
+
+    def memory_samples(self) -> list[Any]:
+        return self.shared.meter.samples
+
+    def settled_roots(self) -> list[torch.nn.Module] | None:
+        return self.models.settled_roots(self.step, self.shared.meter.capture is not None)
+
+    def module_names_of(self, root: torch.nn.Module) -> dict[int, str] | None:
+        return self.models.names_of(root)
+
+    # -- module forward (module probe) ------------------------------------------------------
+    @guarded
+    def on_root_call(self, module: torch.nn.Module, args: tuple = ()) -> RootState | None:
+        """A module called while no other runs: a loss, or a model (discovered on first sight)."""
+        if is_loss_module(module):
+            self.models.note_loss_module(module)
+            return None
+        self.shared.failed_in = None
+        state = self.models.root_state(module, self.step)
+        if state is not None and training_forward(module):
+            self.memory.on_training_forward(state, module, args, self.step)
+            self.sampling.on_training_forward(state, args, self.step)
+        return state
+
+    @guarded
+    def on_activation(self, module: torch.nn.Module, output: Any) -> None:
+        self.sampling.on_activation(module, output, self.step)
+
+    @guarded
+    def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
+        """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
+        self.shared.sampling_activations = None
+        self.memory.on_forward_exit()
+        if failed and self.shared.failed_in is None:
+            self.shared.failed_in = {"phase": "forward", "module": None}
+
+    @guarded
+    def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        if is_loss_module(module):
+            # Keep only the target and the value: holding the logits would keep a large tensor alive.
+            value = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
+            self.latest.loss_call = (args[1:], value)
+            return
+        state = self.models.roots.get(id(module))
+        if state is None:
+            return
+        if not state.order_done:
+            self.models.finish(state, args)
+        self.latest.call = (module, args, kwargs)
+        self.evaluation.mode_noted = False
+        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
+            self.evaluation.on_forward(output, module, self.step)
+        # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
+        small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
+        self.latest.output = output.detach() if small else None
+
+    @guarded
+    def on_module_failed(self, module: torch.nn.Module, args: tuple = ()) -> None:
+        self.failures.on_module_failed(module, args)
+
+    # -- losses (loss probe) ------------------------------------------------------------------
+    @guarded
+    def on_loss(self, name: str, args: tuple, kwargs: dict, out: Any) -> None:
+        """A loss function ran. With gradients on and the model training, it is a training loss
+        (its accuracy is counted); otherwise it belongs to an evaluation pass."""
+        if not isinstance(out, torch.Tensor):
+            return
+        # The loss module's own hook says the same while discovering; after that, a loss module
+        # made afresh at each step is seen only here.
+        self.latest.loss_call = (args[1:], None)
+        model = self.latest.model
+        if out.requires_grad and (model is None or model.training):
+            self.evaluation.tracker.close()  # training resumed: an evaluation pass before it is complete
+            if self.timeline.train_loss_fn is None:
+                self.timeline.train_loss_fn = name
+            self.sampling.on_training_loss(name, args, kwargs, self.step)
+            return
+        self.evaluation.on_loss(name, args, kwargs, out, model, self.step)
+
+    @guarded
+    def on_loss_failed(self, name: str, args: tuple) -> None:
+        self.failures.on_loss_failed(name, args)
+
+    # -- backward and optimizer (backward and optimizer probes) ---------------------------------
+    @guarded
+    def on_backward(self, tensors: Any, retain_graph: bool = False, root: Any = None) -> None:
+        self.timeline.backward_calls += 1
+        self.shared.failed_in = None
+        self.memory.on_backward(tensors, retain_graph, root, self.step)
+        self.evaluation.tracker.on_backward()
+        self.shared.stepping.clear()  # no step() is running now: a step that raised left nothing behind
+        self.steps.on_backward(tensors)
+
+    @guarded
+    def on_backward_failed(self) -> None:
+        self.failures.on_backward_failed()
+
+    @guarded
+    def on_scaler_update(self, before: torch.Tensor | float, after: torch.Tensor | float) -> None:
+        self.amp.on_update(before, after, self.step)
+
+    @guarded
+    def on_zero_grad(self) -> None:
+        self.steps.on_zero_grad()
+
+    @guarded
+    def on_before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.steps.before_step(optimizer)
+
+    @guarded
+    def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.steps.after_step(optimizer)
+
+    # -- data loading (data probe) ---------------------------------------------------------------
+    @guarded
+    def on_loader_iter(self, loader: Any) -> int:
+        count = self.loaders.start_pass(loader)
+        self.evaluation.tracker.restart(id(loader))
+        return count
+
+    @guarded
+    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float = 0.0) -> None:
+        self.loaders.on_batch(owner, batch, wait_s)
+
+    # -- the end ------------------------------------------------------------------------------
+    @guarded
+    def on_script_failed(self, exc: BaseException) -> None:
+        self.failures.on_script_failed(exc, self.step, self.epoch)
+
+    @guarded
+    def finalize(self) -> None:
+        """Read back what is still on the device (the last evaluation pass, the last sampled update),
+        and catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
+        self._finish_measurements()
+        self._finish_memory()
+        steps = self.steps
+        self.failures.catch_unstepped(steps.pending_losses, steps.first_pending_context, self.step, self.epoch)
+        steps.pending_losses = []
+        if self.loaders.train_loader is not None:
+            self.timeline.run.epochs = self.loaders.epochs_seen
+
+    @guarded
+    def _finish_measurements(self) -> None:
+        self.evaluation.drain()
+        self.loaders.write(self.timeline.habits, self.steps.last_step_time)
+        self.queue.finish()
+
+    @guarded
+    def _finish_memory(self) -> None:
+        self.memory.finish()
+
+    def close(self) -> None:
+        """Drop references to the user's tensors and modules."""
+        self.latest.clear()
+        self.loaders.last_batch = None
+        self.steps.pending_losses = []
+        self.steps.first_pending_context = None
+        self.models.clear()
+        self.optimizers.clear()
+        self.memory.release()
+        self.queue.clear()
+

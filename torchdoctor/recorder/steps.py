@@ -1,0 +1,148 @@
+"""Step accounting: the losses backwarded since the last step, and at each optimizer step one
+read-back of everything the step measured (its loss, gradient norms, what was queued)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ..probes.gradients import StepNumbers, measure_step
+from ..timeline import StepRecord, Timeline
+from .evaluation import Evaluation
+from .failures import Failures
+from .loaders import Loaders
+from .memory import MemoryWatch
+from .models import Models
+from .optimizers import Optimizers, current_lr, hparams
+from .readback import ReadbackQueue, read_now
+from .sampling import Sampling
+
+
+class Steps:
+    def __init__(self, timeline: Timeline, models: Models, loaders: Loaders, optimizers: Optimizers,
+                 evaluation: Evaluation, sampling: Sampling, failures: Failures, memory: MemoryWatch,
+                 queue: ReadbackQueue) -> None:
+        self.timeline = timeline
+        self.models = models
+        self.loaders = loaders
+        self.optimizers = optimizers
+        self.evaluation = evaluation
+        self.sampling = sampling
+        self.failures = failures
+        self.memory = memory
+        self.queue = queue
+        self.step = 0  # index of the next counted optimizer step
+        # Losses backwarded since the last step, in order; those before index `counted_from` were
+        # followed by a zero_grad(), so they are not part of the next step's gradient.
+        self.pending_losses: list[torch.Tensor] = []
+        self.counted_from = 0
+        # (call, loss call, batch) when the first pending loss was backwarded: a script that
+        # skips step() on a bad loss has already run the next forward by the step.
+        self.first_pending_context: tuple[Any, Any, Any] | None = None
+        self.last_step_time: float | None = None
+        self.listeners: list[Callable[[], None]] = []  # called after each counted step
+
+    def on_backward(self, tensors: Any) -> None:
+        if isinstance(tensors, (list, tuple)) and len(tensors) == 1:
+            tensors = tensors[0]
+        if not isinstance(tensors, torch.Tensor) or tensors.numel() != 1:
+            return
+        loss = tensors.detach()
+        if not self.pending_losses:  # references only; kept until the step's read-back
+            self.first_pending_context = self.failures.context()
+        self.pending_losses.append(loss)
+        # On CPU reading the value costs nothing, so check now, while the last forward is still
+        # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
+        # check waits for the step's single read-back (first_pending_context covers the skip).
+        if read_now(loss.device) and not self.failures.nonfinite_loss_seen:
+            value = loss.item() if loss.dtype == torch.float32 else float(loss.float())
+            if not math.isfinite(value):
+                self.failures.record_nonfinite_loss(value, self.step, self.loaders.epoch)
+
+    def on_zero_grad(self) -> None:
+        self.counted_from = len(self.pending_losses)
+        self.timeline.habits.zero_grad_calls += 1
+
+    def before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.optimizers.watched(optimizer):
+            return
+        state = self.optimizers.state_for(optimizer)
+        primary = self.optimizers.is_primary(optimizer, state)
+        state.steps += 1
+        if primary:
+            self.optimizers.check_habits(state, self.step, self.loaders.epoch)
+        if self.evaluation.tracker.pending:  # training resumed: the evaluation passes before it are complete
+            self.evaluation.drain()
+        losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
+        self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
+        if primary:
+            self.memory.at_step(state.params)
+        accuracy: dict[str, float | None] = {}
+        self.sampling.queue_accuracy(accuracy)
+        extras, decoders = self.queue.take()
+        numbers = measure_step(state.params, state.layer_of, losses, extras)
+        self.queue.apply(decoders, numbers.extras)
+        self.loaders.batch_since_step = False
+        if primary or not self.timeline.steps:
+            self.loaders.count_epoch()
+            record = StepRecord(step=self.step, epoch=self.loaders.epoch, lr=current_lr(optimizer))
+            self.timeline.add_step(record)
+            record.accuracy = accuracy.get("accuracy")
+            if not self.timeline.optimizer_hparams:
+                self.timeline.optimizer_hparams = hparams(optimizer)
+            if primary:
+                self.sampling.before_update(state.params, self.step)
+            counted = numbers.losses[counted_from:]
+            if counted:
+                # The objective whose gradient this step applies: with accumulation (each micro-batch
+                # loss divided by the count) or several backward() calls, the sum of what was
+                # backwarded since zero_grad().
+                record.loss = sum(counted)
+        record = self.timeline.steps[-1]
+        merge_grads(record, numbers, len(self.timeline.layers))
+        self._check_nonfinite(record, numbers, state.params, context)
+
+    def _check_nonfinite(self, record: StepRecord, numbers: StepNumbers, params: list[torch.nn.Parameter],
+                         context: Any) -> None:
+        bad = next((i for i, v in enumerate(numbers.losses) if not math.isfinite(v)), None)
+        if bad is not None and not self.failures.nonfinite_loss_seen:
+            # The forward that made it: the first pending loss's, the latest, or (a micro-batch in
+            # the middle of an accumulation) no longer held.
+            last = len(numbers.losses) - 1
+            where = context if bad == 0 else "current" if bad == last else None
+            self.failures.record_nonfinite_loss(numbers.losses[bad], record.step, self.loaders.epoch, where)
+        if numbers.nonfinite_params:
+            names = [self.models.param_name(params[i]) for i in numbers.nonfinite_params]
+            record.nonfinite_grads.extend(names)
+            self.failures.note_nonfinite_grads(names, record.step, record.epoch, bad is not None)
+
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.optimizers.is_counted(optimizer):
+            return
+        state = self.optimizers.states.get(id(optimizer))
+        if state is not None and self.timeline.steps:
+            self.sampling.after_update(state.params, state.layer_of, self.timeline.steps[-1])
+        self.memory.after_step(self.step, self.optimizers.alive())
+        self.last_step_time = time.perf_counter()
+        self.step += 1
+        for listener in self.listeners:
+            listener()
+
+
+def merge_grads(record: StepRecord, numbers: StepNumbers, num_layers: int) -> None:
+    """Add a step's gradient norms into its record (a second optimizer in the same step adds its own)."""
+    norms = record.layer_grad_norms or []
+    norms = norms + [None] * (num_layers - len(norms))
+    for index, value in numbers.layer_norms.items():
+        old = norms[index]
+        norms[index] = value if old is None else math.sqrt(old * old + value * value)
+    record.layer_grad_norms = norms
+    if math.isnan(numbers.total_norm) and not numbers.layer_norms:
+        return
+    old_total = record.grad_norm
+    total = numbers.total_norm
+    record.grad_norm = total if old_total is None else math.sqrt(old_total**2 + total**2)
