@@ -99,5 +99,34 @@ def make_dynamics_timeline(
     return tl
 
 
+PARAMETERIZED = frozenset({"Linear", "Conv1d", "Conv2d", "Conv3d", "BatchNorm1d", "BatchNorm2d", "LayerNorm"})
+
+
+def sequential_types(*types: str, root: str = "Sequential") -> dict[str, str]:
+    """`module_types` of an nn.Sequential as the recorder names it: the root first, under its class
+    name, then its children "0", "1", ... in the order the forward ran them."""
+    return {root: root, **{str(i): t for i, t in enumerate(types)}}
+
+
+def make_model_timeline(module_types: dict[str, str], steps: int = 30, lr: float = 0.05,
+                        grad_norms: Sequence[float] | None = None) -> Timeline:
+    """A run of `steps` optimizer steps at `lr` on a model of `module_types` (see sequential_types),
+    with a gradient-norm layer for each module that owns parameters; the habits are left empty for
+    the test to fill as the probes would."""
+    layers = [LayerInfo(name, t, [f"{name}.weight", f"{name}.bias"], 1000,
+                        "norm" if "Norm" in t else "weight")
+              for name, t in module_types.items() if t in PARAMETERIZED]
+    norms = list(grad_norms) if grad_norms is not None else [1.0] * steps
+    tl = make_timeline(norms, lr=lr, layers=layers or None, module_types=module_types,
+                       layer_norms=[[n] * len(layers) for n in norms] if layers else None)
+    tl.train_loss_fn = "cross_entropy"
+    return tl
+
+
+def activation_steps(last: int) -> list[int]:
+    """The steps the activation probe samples up to `last`: 1, 5, 10, 20, 50, then every 100th."""
+    return [s for s in range(1, last + 1) if s in (1, 5, 10, 20, 50) or s % 100 == 0]
+
+
 __all__ = ["Event", "EvalPass", "LayerInfo", "decay", "findings", "make_dynamics_timeline", "make_timeline",
            "noisy_curve", "sampled"]
