@@ -44,12 +44,14 @@ class BackwardProbe:
             # forward) are recomputation, not forwards of the script: the module probe skips them.
             shared.in_backward += 1
             try:
-                return original(tensors, *args, **kwargs)
+                result = original(tensors, *args, **kwargs)
             except BaseException:
                 recorder.on_backward_failed()
                 raise
             finally:
                 shared.in_backward -= 1
+            recorder.on_after_backward()  # the gradients exist: a loop without an optimizer steps here
+            return result
 
         backward.__torchdoctor_original__ = original  # type: ignore[attr-defined]
         self.original = original

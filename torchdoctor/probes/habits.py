@@ -6,12 +6,14 @@ probes/gradients.py); `decode_*` turns the values read back into the dict the ti
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
 import torch
 
 from ..layers import RELU_TYPES, SATURATION_LIMITS, SATURATION_MARGINS
+from ..timeline import LossPrior
 
 MAX_CHANNELS = 4  # per-channel statistics for images with this many channels or fewer (RGB, grey)
 PROBABILITY_LOSSES = frozenset({"cross_entropy"})  # apply log_softmax themselves
@@ -62,6 +64,29 @@ def decode_loss_input(step: int, name: str, values: list[float]) -> dict[str, An
     if name in PROBABILITY_LOSSES:
         return {"step": step, "loss": name, "min": values[0], "max": values[1], "row_sum_error": values[2]}
     return {"step": step, "loss": name, "max": values[0], "lse_error": values[1]}
+
+
+CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+BINARY_LOSSES = frozenset({"binary_cross_entropy_with_logits", "binary_cross_entropy"})
+
+
+def loss_prior(name: str, args: tuple, kwargs: dict) -> LossPrior | None:
+    """The training loss's chance level, from shapes and arguments only (nothing is read from the
+    device): ln(C) for a classification loss over C classes, ln(2) per element for a binary one.
+    A uniform prediction scores exactly ln(C) with or without label smoothing and class weights
+    (a weighted mean of -log(1/C)); they are kept because they move what a trained model reaches."""
+    x = args[0] if args else kwargs.get("input")
+    if not isinstance(x, torch.Tensor):
+        return None
+    if name in CLASS_LOSSES and x.dim() >= 2 and x.shape[1] >= 2:
+        classes = int(x.shape[1])
+        weight = kwargs.get("weight", args[2] if len(args) > 2 else None)
+        return LossPrior(name, classes, float(kwargs.get("label_smoothing", 0.0) or 0.0),
+                         isinstance(weight, torch.Tensor), math.log(classes))
+    if name in BINARY_LOSSES:
+        weighted = isinstance(kwargs.get("weight"), torch.Tensor) or isinstance(kwargs.get("pos_weight"), torch.Tensor)
+        return LossPrior(name, 2, 0.0, weighted, math.log(2))
+    return LossPrior(name)
 
 
 class GradCarry:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..probes.habits import loss_prior
 from ..probes.memory import machine_ram
 from ..probes.shared import Shared
 from ..timeline import Timeline
@@ -24,7 +25,7 @@ from .failures import Failures
 from .guard import InternalErrors, guarded
 from .loaders import Loaders
 from .memory import MemoryWatch
-from .models import Models, RootState, is_loss_module, training_forward
+from .models import Models, RootState, compiled_original, is_loss_module, training_forward
 from .optimizers import Optimizers
 from .readback import ReadbackQueue
 from .sampling import Sampling
@@ -95,7 +96,7 @@ class Recorder:
         state = self.models.root_state(module, self.step)
         if state is not None and training_forward(module):
             self.memory.on_training_forward(state, module, args, self.step)
-            self.sampling.on_training_forward(state, args, self.step)
+            self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
         return state
 
     @guarded
@@ -106,6 +107,7 @@ class Recorder:
     def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
         """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
         self.shared.sampling_activations = None
+        self.sampling.end_forward()
         self.memory.on_forward_exit()
         if failed and self.shared.failed_in is None:
             self.shared.failed_in = {"phase": "forward", "module": None}
@@ -149,6 +151,7 @@ class Recorder:
             self.evaluation.tracker.close()  # training resumed: an evaluation pass before it is complete
             if self.timeline.train_loss_fn is None:
                 self.timeline.train_loss_fn = name
+                self.timeline.prior = loss_prior(name, args, kwargs)
             self.sampling.on_training_loss(name, args, kwargs, self.step)
             return
         self.evaluation.on_loss(name, args, kwargs, out, model, self.step)
@@ -166,6 +169,10 @@ class Recorder:
         self.evaluation.tracker.on_backward()
         self.shared.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         self.steps.on_backward(tensors)
+
+    @guarded
+    def on_after_backward(self) -> None:
+        self.steps.after_backward()
 
     @guarded
     def on_backward_failed(self) -> None:
@@ -227,6 +234,7 @@ class Recorder:
 
     def close(self) -> None:
         """Drop references to the user's tensors and modules."""
+        self.sampling.end_forward()  # a forward interrupted (Ctrl-C) left its mode on
         self.latest.clear()
         self.loaders.last_batch = None
         self.steps.pending_losses = []

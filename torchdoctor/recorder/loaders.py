@@ -35,7 +35,8 @@ class Loaders:
             self.settings[id(loader)] = {
                 "num_workers": getattr(loader, "num_workers", None), "pin_memory": getattr(loader, "pin_memory", None),
                 "batch_size": getattr(loader, "batch_size", None),
-                "dataset": type(getattr(loader, "dataset", None)).__name__}
+                "dataset": type(getattr(loader, "dataset", None)).__name__,
+                "dataset_size": _size(getattr(loader, "dataset", None))}
         ref = self.refs.get(id(loader))
         if ref is None or ref() is not loader:  # new, or a dead loader's id reused
             try:
@@ -55,6 +56,14 @@ class Loaders:
         self.batch_since_step = True
         self.last_batch_pass = owner
         self.last_batch_loader = owner[0] if owner else None
+
+    def dataset_of_batch(self) -> tuple[str, int | None] | None:
+        """What the last batch came from, as (dataset type, size): a new DataLoader over the same
+        data (one per epoch) is the same; another dataset is not. None for tensors fed directly."""
+        if self.last_batch_pass is None:
+            return None
+        settings = self.settings.get(self.last_batch_pass[0])
+        return (settings["dataset"], settings["dataset_size"]) if settings else None
 
     @property
     def batch_loader(self) -> int | None:
@@ -104,3 +113,10 @@ class Loaders:
         habits.train_loader = self.names.get(self.train_loader) if self.train_loader is not None else None
         if self.first_batch_time is not None and last_step_time is not None:
             habits.train_time_s = max(0.0, last_step_time - self.first_batch_time)
+
+
+def _size(dataset: object) -> int | None:
+    try:
+        return len(dataset)  # type: ignore[arg-type]
+    except Exception:  # an IterableDataset, or no len()
+        return None

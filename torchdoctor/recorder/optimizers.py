@@ -38,6 +38,7 @@ class Optimizers:
         self.primary_ref: Callable[[], Any] | None = None
         self.grad_carry = GradCarry()
         self.unoptimized_checked = False
+        self.replaced = False  # the last is_primary() put a new optimizer in an earlier one's place
 
     def watched(self, optimizer: torch.optim.Optimizer) -> bool:
         return self.explicit is None or id(optimizer) in self.explicit
@@ -72,6 +73,7 @@ class Optimizers:
         adds its gradients to the same step). A new optimizer takes its place when the old one is
         gone, or when it optimizes some of the same parameters: the script replaced it (a second
         fine-tuning phase over the unfrozen model), it did not add a companion."""
+        self.replaced = False
         current = self.primary_ref() if self.primary_ref is not None else None
         if current is optimizer:
             return True
@@ -79,6 +81,7 @@ class Optimizers:
             old = self.states.get(id(current))
             if old is None or state.steps or not {id(p) for p in old.params} & set(state.signature):
                 return False
+        self.replaced = self.primary_ref is not None
         self.primary_ref = _weak(optimizer)
         return True
 

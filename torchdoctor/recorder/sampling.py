@@ -4,9 +4,11 @@ read-back (readback.py), so sampling never waits for the device."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ..layers import RELU_TYPES, SATURATION_LIMITS, SATURATION_MARGIN, SATURATION_MARGINS
 from ..probes.habits import (
@@ -24,6 +26,47 @@ from .evaluation import class_counts
 from .readback import ReadbackQueue
 
 MAX_ACTIVATION_SAMPLES = 400
+FUNCTIONAL_RELUS = frozenset({torch.relu, torch.relu_, torch.nn.functional.relu, torch.Tensor.relu, torch.Tensor.relu_})
+
+
+class FunctionalActivations(TorchFunctionMode):
+    """Sees `F.relu(x)`, `torch.relu(x)`, `x.relu()` and `relu_` on a sampled forward (only
+    then: every torch call passes through here while it is on), and samples their outputs like an
+    `nn.ReLU`'s, named after the module whose forward made the call: `features F.relu#2`."""
+
+    def __init__(self, sampling: Sampling, names: dict[int, str], step: int) -> None:
+        super().__init__()
+        self.sampling = sampling
+        self.names = names
+        self.step = step
+        self.calls: dict[str, int] = {}
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if func in FUNCTIONAL_RELUS:
+            try:
+                owner = self._owner()
+                if owner is not None:
+                    self.calls[owner] = self.calls.get(owner, 0) + 1
+                    self.sampling.sample(f"{owner} F.relu#{self.calls[owner]}", "ReLU", out, self.step)
+            except Exception:  # observing must never fail the forward
+                pass
+        return out
+
+    def _owner(self) -> str | None:
+        """The innermost watched module whose forward is on the stack; None inside an nn.ReLU
+        (its own module sample counts it)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, torch.nn.Module):
+                if type(owner).__name__ in RELU_TYPES:
+                    return None
+                name = self.names.get(id(owner))
+                if name is not None:
+                    return name
+            frame = frame.f_back
+        return None
 
 
 class Sampling:
@@ -35,17 +78,29 @@ class Sampling:
         self.pending_accuracy: list[tuple[torch.Tensor, torch.Tensor]] = []  # (correct, counted) this step
         self.inputs_sampled: set[int] = set()
         self.activations_sampled: set[int] = set()
+        self.functional: FunctionalActivations | None = None  # on while a sampled forward runs
 
     def due(self, step: int) -> bool:
         return self.updates.due(step)
 
-    def on_training_forward(self, state: Any, args: tuple, step: int) -> None:
-        """A model's training forward starts: sample its input, and its activations, when due."""
+    def on_training_forward(self, state: Any, args: tuple, step: int, compiled: bool = False) -> None:
+        """A model's training forward starts: sample its input, and its activations, when due
+        (the functional ReLUs too, except in compiled code, where a mode would recompile it)."""
         if args and self.updates.due(step) and step not in self.inputs_sampled:
             self._sample_input(args[0], step)
         if activations_due(step) and step not in self.activations_sampled:
             self.activations_sampled.add(step)
             self.shared.sampling_activations = state
+            if not compiled and self.functional is None:
+                mode = FunctionalActivations(self, state.module_names, step)
+                mode.__enter__()
+                self.functional = mode
+
+    def end_forward(self) -> None:
+        """The sampled forward returned or raised."""
+        mode, self.functional = self.functional, None
+        if mode is not None:
+            mode.__exit__(None, None, None)
 
     def _sample_input(self, x: Any, step: int) -> None:
         """The model's input on sampled steps: raw 0-255 pixels and unscaled features show here."""
@@ -65,13 +120,16 @@ class Sampling:
         state = self.shared.sampling_activations
         if state is None or (kind not in RELU_TYPES and kind not in SATURATION_LIMITS):
             return
+        self.sample(state.module_names.get(id(module), kind), kind, output, step)
+
+    def sample(self, name: str, kind: str, output: Any, step: int) -> None:
+        """Queue one activation output's statistics under `name`."""
         found = self.timeline.habits.activations
         if len(found) >= MAX_ACTIVATION_SAMPLES:
             del found[: MAX_ACTIVATION_SAMPLES // 2]
         stats = activation_stats(kind, output)
         if stats is None:
             return
-        name = state.module_names.get(id(module), kind)
         units = output.shape[1]
         if kind in RELU_TYPES:
             def decode(v: list[float]) -> None:

@@ -15,9 +15,11 @@ from ..timeline import StepRecord, Timeline
 from .evaluation import Evaluation
 from .failures import Failures
 from .loaders import Loaders
+from .manual import ManualUpdates
 from .memory import MemoryWatch
 from .models import Models
 from .optimizers import Optimizers, current_lr, hparams
+from .phases import PhaseWatch
 from .readback import ReadbackQueue, read_now
 from .sampling import Sampling
 
@@ -35,6 +37,11 @@ class Steps:
         self.failures = failures
         self.memory = memory
         self.queue = queue
+        self.phases = PhaseWatch(timeline)
+        self.manual = ManualUpdates(models)
+        # The parameters of the last hand-made step, and its record: its update ratio is measured
+        # at the next backward(), once the script has moved the weights.
+        self.manual_last: tuple[list[torch.nn.Parameter], list[int], StepRecord] | None = None
         self.step = 0  # index of the next counted optimizer step
         # Losses backwarded since the last step, in order; those before index `counted_from` were
         # followed by a zero_grad(), so they are not part of the next step's gradient.
@@ -70,28 +77,23 @@ class Steps:
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.optimizers.watched(optimizer):
             return
+        self.manual.stop()
         state = self.optimizers.state_for(optimizer)
         primary = self.optimizers.is_primary(optimizer, state)
         state.steps += 1
+        new_optimizer = primary and self.optimizers.replaced
         if primary:
             self.optimizers.check_habits(state, self.step, self.loaders.epoch)
-        if self.evaluation.tracker.pending:  # training resumed: the evaluation passes before it are complete
-            self.evaluation.drain()
-        losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
-        self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
-        if primary:
             self.memory.at_step(state.params)
-        accuracy: dict[str, float | None] = {}
-        self.sampling.queue_accuracy(accuracy)
-        extras, decoders = self.queue.take()
-        numbers = measure_step(state.params, state.layer_of, losses, extras)
-        self.queue.apply(decoders, numbers.extras)
-        self.loaders.batch_since_step = False
+        numbers, counted_from, context, accuracy = self._read_back(state.params, state.layer_of)
+        if primary:
+            self.phases.at_step(self.step, new_optimizer, frozenset(numbers.layer_norms),
+                                self.loaders.dataset_of_batch())
         if primary or not self.timeline.steps:
             self.loaders.count_epoch()
             record = StepRecord(step=self.step, epoch=self.loaders.epoch, lr=current_lr(optimizer))
             self.timeline.add_step(record)
-            record.accuracy = accuracy.get("accuracy")
+            record.accuracy = accuracy
             if not self.timeline.optimizer_hparams:
                 self.timeline.optimizer_hparams = hparams(optimizer)
             if primary:
@@ -105,6 +107,23 @@ class Steps:
         record = self.timeline.steps[-1]
         merge_grads(record, numbers, len(self.timeline.layers))
         self._check_nonfinite(record, numbers, state.params, context)
+
+    def _read_back(self, params: list[torch.nn.Parameter],
+                   layer_of: list[int]) -> tuple[StepNumbers, int, Any, float | None]:
+        """The step's one transfer: the losses backwarded since the last step, the gradient norms,
+        and everything queued; returns the numbers, where the counted losses start, the context
+        of the first loss, and the step's training accuracy."""
+        if self.evaluation.tracker.pending:  # training resumed: the evaluation passes before it are complete
+            self.evaluation.drain()
+        losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
+        self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
+        accuracy: dict[str, float | None] = {}
+        self.sampling.queue_accuracy(accuracy)
+        extras, decoders = self.queue.take()
+        numbers = measure_step(params, layer_of, losses, extras)
+        self.queue.apply(decoders, numbers.extras)
+        self.loaders.batch_since_step = False
+        return numbers, counted_from, context, accuracy.get("accuracy")
 
     def _check_nonfinite(self, record: StepRecord, numbers: StepNumbers, params: list[torch.nn.Parameter],
                          context: Any) -> None:
@@ -120,17 +139,60 @@ class Steps:
             record.nonfinite_grads.extend(names)
             self.failures.note_nonfinite_grads(names, record.step, record.epoch, bad is not None)
 
+    def after_backward(self) -> None:
+        """A loop without an optimizer: a backward() followed by a hand-made update is a step."""
+        if self.optimizers.states or self.optimizers.explicit is not None:
+            return  # an optimizer counts the steps
+        if self.timeline.steps and not self.manual.on:
+            return
+        was_on = self.manual.on
+        if not self.manual.after_backward():
+            return
+        if not was_on and self.counted_from:
+            # The backward() that revealed the loop ran after the first hand-made update: the losses
+            # before that update's zero_grad() were step 0.
+            cut = self.counted_from
+            first, self.pending_losses = self.pending_losses[:cut], self.pending_losses[cut:]
+            self.counted_from = 0
+            values = measure_step([], [], first).losses
+            record = StepRecord(step=self.step, epoch=self.loaders.epoch, loss=sum(values) if values else None)
+            self.timeline.add_step(record)
+            self._finish_step()
+        self._manual_step()
+
+    def _manual_step(self) -> None:
+        if self.manual_last is not None:
+            params, layer_of, record = self.manual_last
+            self.sampling.after_update(params, layer_of, record)
+        params = [p for _, p in self.models.trainable() if p.grad is not None]
+        layer_of = [self.models.layer_of(p, f"param{i}") for i, p in enumerate(params)]
+        numbers, counted_from, context, accuracy = self._read_back(params, layer_of)
+        self.loaders.count_epoch()
+        record = StepRecord(step=self.step, epoch=self.loaders.epoch, accuracy=accuracy)
+        self.timeline.add_step(record)
+        counted = numbers.losses[counted_from:]
+        if counted:
+            record.loss = sum(counted)
+        merge_grads(record, numbers, len(self.timeline.layers))
+        self._check_nonfinite(record, numbers, params, context)
+        self.sampling.before_update(params, self.step)
+        self.manual_last = (params, layer_of, record)
+        self._finish_step()
+
+    def _finish_step(self) -> None:
+        self.memory.after_step(self.step, self.optimizers.alive())
+        self.last_step_time = time.perf_counter()
+        self.step += 1
+        for listener in self.listeners:
+            listener()
+
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
         if not self.optimizers.is_counted(optimizer):
             return
         state = self.optimizers.states.get(id(optimizer))
         if state is not None and self.timeline.steps:
             self.sampling.after_update(state.params, state.layer_of, self.timeline.steps[-1])
-        self.memory.after_step(self.step, self.optimizers.alive())
-        self.last_step_time = time.perf_counter()
-        self.step += 1
-        for listener in self.listeners:
-            listener()
+        self._finish_step()
 
 
 def merge_grads(record: StepRecord, numbers: StepNumbers, num_layers: int) -> None:

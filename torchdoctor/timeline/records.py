@@ -1,0 +1,157 @@
+"""What a timeline is made of: one record per step, evaluation pass, event, layer and model, and
+what the run was (its command, machine, loss prior, phases) — plain Python values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..layers import NORMALIZATION_TYPES
+
+
+@dataclass
+class LayerInfo:
+    """A module that owns parameters directly; gradients are summarised per layer."""
+
+    name: str
+    type: str
+    params: list[str]
+    numel: int
+    kind: str  # "weight" (conv/linear-like), "norm", "embedding" or "other"
+
+
+@dataclass
+class ModelInfo:
+    """What a discovered model looks like, enough for rules to name modules and suggest fixes."""
+
+    name: str
+    module_types: dict[str, str]  # dotted path -> class name, in forward order where seen
+    num_params: int
+    trainable_params: int
+    input_shape: list[int] | None = None  # of the first positional input of the first forward
+
+    def modules_of_type(self, types: frozenset[str] | set[str]) -> list[str]:
+        return [n for n, t in self.module_types.items() if t in types]
+
+    @property
+    def has_normalization(self) -> bool:
+        return bool(self.modules_of_type(NORMALIZATION_TYPES))
+
+
+@dataclass
+class StepRecord:
+    """One optimizer step. Norms are L2; `None` means not measured at this step."""
+
+    step: int
+    epoch: int | None = None
+    loss: float | None = None
+    lr: float | None = None
+    grad_norm: float | None = None
+    layer_grad_norms: list[float | None] | None = None  # aligned with Timeline.layers
+    nonfinite_grads: list[str] = field(default_factory=list)
+    accuracy: float | None = None  # of the step's batch, for classification losses (logits + class indices)
+    # ||w_after - w_before|| / ||w_before|| over the optimizer's parameters, measured on sampled steps only;
+    # 0.0 means the step changed no weight at all.
+    update_ratio: float | None = None
+    layer_update_ratios: list[float | None] | None = None  # aligned with Timeline.layers
+
+
+@dataclass
+class EvalPass:
+    """One evaluation pass: the losses computed in evaluation mode (under no_grad/inference_mode or
+    with the model in eval()) between two training steps, over one data loader."""
+
+    step: int  # training steps done before it
+    epoch: int | None
+    loss: float | None  # mean per sample
+    accuracy: float | None = None  # classification only
+    samples: int = 0
+    batches: int = 0
+    loader: str | None = None  # which loader ("loader 2"), None for tensors fed directly
+    source: str = "loss"  # "loss": a loss call was seen; "derived": the training loss applied to output and target
+    loss_fn: str | None = None  # e.g. "cross_entropy"
+
+
+@dataclass
+class Event:
+    """Something a probe saw once, with its measurements (e.g. where a NaN first appeared)."""
+
+    kind: str
+    step: int | None
+    epoch: int | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AmpInfo:
+    """What a GradScaler did: how often it skipped a step (Inf/NaN gradients) and its scale."""
+
+    updates: int = 0
+    skipped: int = 0
+    skipped_steps: list[int] = field(default_factory=list)  # training steps done when it skipped
+    scales: list[tuple[int, float]] = field(default_factory=list)  # (update index, scale after it)
+
+
+@dataclass
+class RunInfo:
+    argv: list[str] = field(default_factory=list)
+    exit_status: int | None = None
+    duration_s: float | None = None
+    torch_version: str = ""
+    device: str = "cpu"
+    world_size: int = 1
+    epochs: int | None = None
+    script_exception: str | None = None
+    # The machine the run ran on, recorded so rules stay pure functions of the timeline (a report
+    # judged elsewhere must not size DataLoader workers by the reviewer's cores).
+    cpu_count: int | None = None
+    ram_bytes: int | None = None
+
+
+@dataclass
+class LossPrior:
+    """What the training loss is before any learning: a classification loss over C classes starts
+    near ln(C) (a uniform prediction, whatever the label smoothing or class weights) and a model
+    that stays there predicts no better than chance."""
+
+    loss_fn: str
+    classes: int | None = None  # the logits' class dimension
+    label_smoothing: float = 0.0
+    weighted: bool = False  # class weights given
+    chance: float | None = None  # the loss of a uniform prediction: ln(C); ln(2) per element for BCE
+
+
+@dataclass
+class Phase:
+    """A stretch of training judged on its own: it opens at `step` for `reason` (the run's start,
+    a new optimizer, other parameters trained, another dataset, a learning-rate restart)."""
+
+    step: int
+    reason: str
+
+
+@dataclass
+class Habits:
+    """What the everyday-bug probes saw: counts kept as the run goes, a few sampled statistics."""
+
+    zero_grad_calls: int = 0  # optimizer.zero_grad() / module.zero_grad() calls
+    steps_checked: int = 0  # steps whose gradients were compared with the step before
+    grads_carried: int = 0  # of them: the same gradient tensors, neither reset nor zeroed
+    eval_in_train_mode: int = 0  # evaluation losses computed while the model was in train()
+    eval_in_train_mode_step: int | None = None
+    eval_model: str | None = None  # the model those evaluations ran
+    # Sampled statistics of the model's input, and of what the loss was given:
+    # {"step", "min", "max", "mean", "std", "channel_mean", "channel_std", "shape"}
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    # {"step", "loss", "min", "max", "row_sum_error"} (cross_entropy) or {"step", "loss", "max", "lse_error"} (nll)
+    loss_inputs: list[dict[str, Any]] = field(default_factory=list)
+    # Sampled activation statistics per module: {"step", "module", "type", "dead", "units"} (ReLU) or
+    # {"step", "module", "type", "saturated"} (Sigmoid/Tanh)
+    activations: list[dict[str, Any]] = field(default_factory=list)
+    # Per DataLoader (by name): {"batches", "wait_s", "num_workers", "pin_memory", "batch_size", "dataset"}
+    loaders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_loader: str | None = None
+    train_time_s: float | None = None  # from the first training batch to the last optimizer step
+
+
+MAX_HABIT_SAMPLES = 64  # sampled statistics kept of each kind
