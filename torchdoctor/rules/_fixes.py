@@ -7,16 +7,30 @@ from ..formatting import fmt
 from ..timeline import Timeline
 from ._numbers import median, nice
 
+# A learning rate that trains with each optimizer (torch.optim's defaults; for SGD, which has no
+# usual default, the top of its usual range): where one orders of magnitude above goes back to.
+USUAL_LR = {"Adam": 1e-3, "AdamW": 1e-3, "RAdam": 1e-3, "NAdam": 2e-3, "Adamax": 2e-3, "Adagrad": 1e-2,
+            "RMSprop": 1e-2, "Adadelta": 1.0, "SGD": 0.1}
 
-def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0) -> Fix | None:
+
+def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to_default: bool = False) -> Fix | None:
+    """`factor` lower; with `to_default`, a learning rate far above what trains with this optimizer
+    (a one-step blow-up) goes back to that usual value rather than to a tenth of itself."""
     lr = tl.lr_at(step)
     if not lr:
         return None
-    new = nice(lr / factor)
     opt = tl.optimizer_name()
+    usual = USUAL_LR.get(opt or "")
+    if to_default and usual and lr > factor * usual:
+        new = usual
+        text = (f"Lower the learning rate from {fmt(lr)} to {fmt(new)}, a usual value for {opt}: {fmt(lr / new)}x "
+                "lower (a tenth would still be far too high).")
+    else:
+        new = nice(lr / factor)
+        text = f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}."
     return Fix(
         "lower_learning_rate",
-        f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}.",
+        text,
         {"lr": new, "current_lr": lr},
         f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
     )

@@ -6,18 +6,26 @@ from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
+from ._dynamics import progress
 from ._numbers import nice
 from .base import Param, finding_for, rule
 
 
 @rule("dead_units", Severity.WARNING, "A large fraction of ReLU outputs are zero for every input",
       {"dead_share": Param(0.5, "share of a layer's units dead over a whole batch that is too many"),
-       "min_samples": Param(2, "sampled forwards needed, the last of them all showing it")})
+       "min_samples": Param(2, "sampled forwards needed, the last of them all showing it"),
+       "growth": Param(0.1, "dying: the dead share rose by more than this since the first sample (else it was "
+                       "dead from initialization, info while the loss comes down)")})
 def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
-    """What it finds: ReLU layers (`nn.ReLU` modules; functional `F.relu` is not seen) in which at
-    least half of the units (channels, or features) output zero for every example of a
-    training batch, on the sampled forwards (steps 1, 5, 10, 20, 50, then every 100th) and
-    still at the last ones. A dead unit gets no gradient, so it never comes back.
+    """What it finds: ReLU layers (`nn.ReLU` modules, and `F.relu` / `torch.relu` / `relu_` calls,
+    named after the module whose forward makes them: `features F.relu#2`) in which at least
+    half of the units (channels, or features) output zero for every example of a training
+    batch, on the sampled forwards (steps 1, 5, 10, 20, 50, then every 100th) and still at the
+    last ones. A dead unit gets no gradient, so it never comes back.
+
+    Severity from consequence: a warning when the dead share grew during the run (units dying,
+    `growth`) or the loss is not coming down; units dead from the first sample on, in a network
+    whose loss falls, are info: they cost some capacity and nothing else.
 
     Why it matters: the layer's capacity is gone; with all units dead the network outputs a
     constant and stops learning. The usual causes: a learning rate too high (one large update
@@ -43,6 +51,13 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     share = samples[-1]["dead"] / samples[-1]["units"]
     first = next(s for s in samples if mostly_dead(s))
     lr = tl.lr_at(first["step"])
+    # Severity from consequence: units dead from the first sample on, in a network whose loss
+    # comes down, cost some capacity and nothing else; dying units, or a stalled loss, are a warning.
+    start_share = samples[0]["dead"] / samples[0]["units"] if samples[0]["units"] else 0.0
+    grew = share > start_share + p["growth"]
+    losses = tl.finite_losses()
+    learning = len(losses) >= 10 and progress(losses).improved(0.05)
+    harmless = not grew and learning
     fixes = []
     if lr:
         fixes.append(Fix("lower_learning_rate",
@@ -60,10 +75,13 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     yield finding_for(
         "dead_units",
         f"{share:.0%} of the units of {tl.label(module)} output zero for every input of a batch"
-        + (f", and {len(dead_layers) - 1} more ReLU layers are mostly dead" if len(dead_layers) > 1 else ""),
-        step=first["step"], where=module,
+        + (f", and {len(dead_layers) - 1} more ReLU layers are mostly dead" if len(dead_layers) > 1 else "")
+        + (f"; dead from the first sample (step {samples[0]['step']}) on, in a network that learns" if harmless
+           else ""),
+        step=first["step"], where=module, severity=Severity.INFO if harmless else None,
         evidence={"layers": {m: round(by_module[m][-1]["dead"] / by_module[m][-1]["units"], 3) for m in dead_layers},
                   "dead": samples[-1]["dead"], "units": samples[-1]["units"],
-                  "history": [[s["step"], s["dead"]] for s in samples][-20:], "lr": lr},
+                  "history": [[s["step"], s["dead"]] for s in samples][-20:], "lr": lr,
+                  "dead_share_at_first_sample": round(start_share, 3), "grew": grew, "loss_learning": learning},
         fixes=fixes,
     )

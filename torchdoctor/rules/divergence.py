@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
-from ..timeline import Timeline
-from ._dynamics import Block, block_medians, block_noise, block_window, log_volatility, med3, progress
+from ..timeline import Phase, Timeline
+from ._dynamics import Block, block_medians, block_noise, block_window, level, log_volatility, med3, progress
 from ._fixes import add_warmup, clip_gradients, lower_learning_rate
 from ._numbers import nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
@@ -22,7 +22,16 @@ PARAMS = {
     "min_progress": Param(0.05, "oscillation: no net progress means the loss ended less than this fraction lower"),
     "min_oscillation_steps": Param(100, "oscillation: finite losses needed (noise that wild hides slow progress)"),
     "oscillation": Param(0.8, "oscillation: median |log(loss_t / loss_t-1)| at or above this (0.8: 2.2x a step)"),
+    "jump_factor": Param(30.0, "blow-up: the loss multiplied by at least this within one step"),
+    "jump_over_start": Param(10.0, "blow-up: ... and at least this times the phase's first loss"),
+    "early_steps": Param(5, "blow-up: ... or the loss at that multiple of its first within this many steps"),
+    "max_update_ratio": Param(1.0, "blow-up: a step that moved the weights by more than this of their size"),
+    "recovered": Param(0.5, "a blow-up after which the loss ended below this fraction of its start did not hurt: "
+                       "no finding"),
 }
+
+PHASE_REASONS = {"start": "the start", "new_optimizer": "a new optimizer", "trained_parameters":
+                 "other parameters trained", "new_dataset": "another dataset", "lr_restart": "a learning-rate restart"}
 
 
 @dataclass
@@ -39,8 +48,9 @@ class Verdict:
 
 
 def divergence_verdict(series: Sequence[tuple[int, float]], p: dict[str, float]) -> Verdict | None:
-    """The verdict on a finite loss series, or None when it did not diverge (also used by
-    loss_plateau, so that a diverging run is not called a plateau as well)."""
+    """The verdict on a finite loss series (one phase), or None when it did not diverge (also used
+    by loss_plateau, so that a diverging run is not called a plateau as well). Its first loss is
+    the prior: a loss that ends above where it started diverged, whatever its first window was."""
     if len(series) < max(int(p["min_steps"]), 2) or any(v < 0 for _, v in series):
         return None
     values = [v for _, v in series]
@@ -63,6 +73,12 @@ def divergence_verdict(series: Sequence[tuple[int, float]], p: dict[str, float])
     if low_index < len(blocks) - sustain and all(b.median >= threshold for b in blocks[-sustain:]):
         onset = next(b for b in blocks[low_index + 1:] if b.median >= threshold)
         return Verdict("trend", window, blocks, lowest, start, end, volatility, onset.first_step, factor)
+    first = series[0][1]
+    if first > 0 and all(b.median >= factor * first for b in blocks[-sustain:]):
+        # Above its own start to the end: the first window was already high (a step-1 blow-up).
+        onset_step = next(s for s, v in series if v >= factor * first)
+        return Verdict("above_start", window, blocks, Block(series[0][0], series[0][0], first), first, end,
+                       volatility, onset_step, factor)
     moved = progress(series)
     long_enough = len(series) >= p["min_oscillation_steps"]
     if long_enough and volatility >= p["oscillation"] and not moved.improved(p["min_progress"], doubt=0.0):
@@ -76,18 +92,33 @@ def divergence_verdict(series: Sequence[tuple[int, float]], p: dict[str, float])
     return None
 
 
-@rule("divergence", Severity.ERROR, "The loss trends up or oscillates wildly (learning rate too high)", PARAMS)
+@rule("divergence", Severity.ERROR, "The loss blows up, trends up or oscillates wildly (learning rate too high)",
+      PARAMS)
 def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
-    """What it finds: a training loss that stays finite but diverges, by one of two criteria.
-    The loss is smoothed by medians over consecutive windows of max(5, steps/20) steps, so a
-    noisy mini-batch or an isolated spike moves nothing.
+    """What it finds: a training loss that stays finite but diverges. Each phase of the run (its
+    start, a new optimizer, other parameters trained, another dataset, a learning-rate restart:
+    see Timeline.phases) is judged on its own, and the finding names its phase: the loss of a new
+    head on new classes starts high again, and that is no divergence. The priors are the phase's
+    own first loss. Four criteria, the first that holds:
 
-    - trend: each of the last `sustain_windows` (3) window medians is at least `rise_factor`
-      (1.5x) the lowest (median of three neighbouring windows), which came before them. In a
-      short, very noisy run the factor grows to three standard deviations of a window median
-      (estimated from the step-to-step spread), so noise alone does not make a trend. The
-      finding's step is where the smoothed loss first stood that high after its low; the
-      low itself, and the learning rate in force there, are in the evidence.
+    - blowup (needs no history): within one step the loss multiplied by `jump_factor` (30x) to at
+      least `jump_over_start` (10x) the phase's first loss, or climbed to that multiple within
+      its first `early_steps` (5) steps, or a sampled step moved the weights
+      by more than `max_update_ratio` (1x) their own size and the loss stayed above twice its
+      start; and the loss did not come back below `recovered` (half) its start by the end (a
+      blow-up the run recovered from hurt nothing). A learning rate far too high shows here at
+      step 1, whatever BatchNorm does to the gradient norm.
+    - trend: the loss is smoothed by medians over consecutive windows of max(5, steps/20) steps,
+      so a noisy mini-batch or an isolated spike moves nothing; each of the last
+      `sustain_windows` (3) window medians is at least `rise_factor` (1.5x) the lowest (median
+      of three neighbouring windows), which came before them. In a short, very noisy run the
+      factor grows to three standard deviations of a window median (estimated from the
+      step-to-step spread), so noise alone does not make a trend. The finding's step is where
+      the smoothed loss first stood that high after its low; the low itself, and the learning
+      rate in force there, are in the evidence.
+    - above_start: the last windows all stand that factor above the phase's first loss: the
+      loss climbed above where it started and stayed there, though its first window was
+      already high (a blow-up at step 1 makes the first window the run's worst).
     - oscillation: the loss swings wildly from step to step (median |log(loss_t / loss_t-1)|
       at or above `oscillation`, 0.8: a typical step multiplies or divides the loss by 2.2)
       and the run makes no net progress: the typical loss of its last quarter is less than
@@ -96,7 +127,8 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
       quarter to a half of that threshold; batches of one or two samples can reach it, so
       this criterion waits for `min_oscillation_steps` (100) steps.
 
-    No verdict before `min_steps` (30) finite losses, or on losses that go negative. Rises
+    No trend, above-start or oscillation verdict before `min_steps` (30) finite losses in a
+    phase, and no verdict at all on losses that go negative. Rises
     whose end stays below `min_scale` (5%) of the starting loss are ignored: a converged run
     wobbling around a tiny loss is not diverging. If the loss went NaN/Inf, nonfinite_loss
     reports it and this rule stays silent. Debatable cases: a loss meant to rise (a GAN's
@@ -109,23 +141,133 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     and the run is wasting its compute or about to blow up.
 
     What to do: lower the learning rate (5x for a trend, 10x for oscillation, from the one in
-    force where the loss was lowest), warm it up over the first steps (unless the run already
-    does), decay it when it was constant, and clip gradients (`max_norm` from the steps
+    force where the loss was lowest; after a blow-up, back to a usual value for the optimizer
+    when a tenth would still be far too high), warm it up over the first steps (unless the run
+    already does), decay it when it was constant, and clip gradients (`max_norm` from the steps
     before the low).
     """
     if tl.events_of("nonfinite_loss"):
         return  # nonfinite_loss explains this run; a second finding would only repeat it
     series = tl.finite_losses()
-    needed = int(p["min_steps"])
-    if len(series) < needed:
-        raise NotEvaluated(f"{len(series)} finite training losses; needs at least {needed}")
     if any(v < 0 for _, v in series):
         raise NotEvaluated("the training loss takes negative values: a rise cannot be measured as a ratio")
-    verdict = divergence_verdict(series, p)
-    if verdict is None:
-        return
+    phases = tl.phases()
+    judged = 0
+    for index, phase in enumerate(phases):
+        end_step = phases[index + 1].step if index + 1 < len(phases) else None
+        part = [(s, v) for s, v in series if s >= phase.step and (end_step is None or s < end_step)]
+        if not part:
+            continue
+        blowup = _blowup(tl, part, p)
+        verdict = divergence_verdict(part, p) if len(part) >= int(p["min_steps"]) else None
+        judged += len(part) >= int(p["min_steps"]) or blowup is not None
+        if blowup is not None and not _recovered(part, p) and (verdict is None or verdict.onset_step >= blowup[0]):
+            yield _blowup_finding(tl, part, blowup, p, index, phases)
+            return
+        if verdict is not None:
+            yield _finding(tl, part, verdict, index, phases)
+            return
+    if not judged:
+        needed = int(p["min_steps"])
+        raise NotEvaluated(f"{len(series)} finite training losses; needs at least {needed}")
+
+
+def _phase_text(index: int, phases: list[Phase]) -> str:
+    if len(phases) < 2:
+        return ""
+    phase = phases[index]
+    why = PHASE_REASONS.get(phase.reason, phase.reason)
+    return f" (phase {index + 1} of {len(phases)}, from step {phase.step}: {why})"
+
+
+def _phase_evidence(index: int, phases: list[Phase]) -> dict[str, object]:
+    return {"phase": index + 1, "phase_start": phases[index].step, "phase_reason": phases[index].reason,
+            "phases": len(phases)}
+
+
+def _prior_evidence(tl: Timeline) -> dict[str, object]:
+    """What the priors say beside the training loss: the chance level, and the last validation loss
+    against it (orders of magnitude above the training loss, or above chance, is a run gone wrong)."""
+    out: dict[str, object] = {}
+    chance = tl.prior.chance if tl.prior else None
+    if chance:
+        out["chance_loss"] = chance
+    val = [e.loss for e in tl.validation() if e.loss is not None and math.isfinite(e.loss)]
+    if val:
+        out["last_val_loss"] = val[-1]
+        if chance:
+            out["val_over_chance"] = val[-1] / chance
+    return out
+
+
+def _blowup(tl: Timeline, part: list[tuple[int, float]], p: dict[str, float]) -> tuple[int, float, str] | None:
+    """(step, factor, how) of a one-step blow-up, which needs no history: the loss multiplied by
+    `jump_factor` within a step to `jump_over_start` times the phase's first loss, or a step that
+    moved the weights by more than their own size and left the loss above its start."""
+    first = part[0][1]
+    if first <= 0:
+        return None
+    for (_, a), (step, b) in zip(part, part[1:], strict=False):
+        if a > 0 and b >= p["jump_factor"] * a and b >= p["jump_over_start"] * first:
+            return step, b / a, "jump"
+    for step, v in part[1:int(p["early_steps"]) + 1]:  # a climb over the first steps, no single jump
+        if v >= p["jump_over_start"] * first:
+            return step, v / first, "early_rise"
+    steps = {s for s, _ in part}
+    for rec in tl.steps:
+        ratio = rec.update_ratio
+        if rec.step in steps and ratio is not None and ratio > p["max_update_ratio"]:
+            after = [v for s, v in part if s > rec.step][:3]
+            if after and min(after) > 2 * first:
+                return rec.step + 1, ratio, "update"
+    return None
+
+
+def _recovered(part: list[tuple[int, float]], p: dict[str, float]) -> bool:
+    """The loss ended well below where the phase started: whatever blew up, it did not hurt."""
+    end = level([v for _, v in part[-max(1, len(part) // 4):]])
+    return end < p["recovered"] * part[0][1]
+
+
+def _blowup_finding(tl: Timeline, part: list[tuple[int, float]], blowup: tuple[int, float, str],
+                    p: dict[str, float], index: int, phases: list[Phase]) -> Finding:
+    step, factor, how = blowup
+    first = part[0][1]
+    before = tl.lr_at(step - 1)
+    peak_step, peak = max(part, key=lambda sv: sv[1])
+    end = level([v for _, v in part[-max(1, len(part) // 4):]])
+    ratio = max((r.update_ratio for r in tl.steps if r.update_ratio is not None and r.step < step + 1), default=None)
+    at = fmt(dict(part).get(step))
+    what = {"jump": f"the loss jumped {fmt(factor)}x in one step, to {at} at step {step}",
+            "early_rise": f"within {step - part[0][0]} steps the loss rose {fmt(factor)}x, to {at}",
+            }.get(how, f"one step moved the weights by {fmt(factor)}x their own size")
+    title = (f"Loss blew up at step {step}: {what} (it started at {fmt(first)}), and ended at {fmt(end)}, "
+             f"{'above' if end > first else 'no better than'} its start" + _phase_text(index, phases))
+    fixes: list[Fix] = []
+    lower = lower_learning_rate(tl, step - 1, 10.0, to_default=True)
+    if lower is not None:
+        lower.text += f" The blow-up came at the first steps, with the learning rate in force at step {step - 1}."
+        fixes.append(lower)
+    warmup = add_warmup(tl, len(part))
+    if warmup is not None:
+        fixes.append(warmup)
+    clip = clip_gradients(tl, step)
+    if clip is not None:
+        fixes.append(clip)
+    return finding_for(
+        "divergence", title, step=step, epoch=next((r.epoch for r in tl.steps if r.step == step), None),
+        evidence={"criterion": "blowup", "how": how, "factor": factor, "start_loss": first,
+                  "loss_at_blowup": dict(part).get(step), "peak_loss": peak, "peak_step": peak_step,
+                  "final_level": end, "max_update_ratio": ratio, "lr": before,
+                  "loss_history": thin(part), **_phase_evidence(index, phases), **_prior_evidence(tl)},
+        fixes=fixes,
+    )
+
+
+def _finding(tl: Timeline, series: list[tuple[int, float]], verdict: Verdict, index: int,
+             phases: list[Phase]) -> Finding:
     low, start, end = verdict.lowest, verdict.start, verdict.end
-    trend = verdict.criterion == "trend"
+    trend = verdict.criterion in ("trend", "above_start")
     # The learning rate to start from: where the loss was lowest (trend), where the swings began (oscillation).
     ref_step = low.last_step if trend else verdict.onset_step
     lr_low = tl.lr_at(ref_step)
@@ -136,13 +278,16 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         times = "up" if ratio is None else f"{ratio:.1f}x" if ratio < 100 else f"{fmt(ratio)}x"
         title = (f"Loss diverging: it climbed {times} from its low of {fmt(low.median)} "
                  f"(steps {low.first_step}-{low.last_step}) to {fmt(end)} at step {last_step}")
-        step = verdict.onset_step
+    elif verdict.criterion == "above_start":
+        title = (f"Loss diverged: it started at {fmt(start)} (step {low.first_step}), rose above it at step "
+                 f"{verdict.onset_step} and stayed there, {fmt(end)} at step {last_step}")
     else:
         title = (f"Loss oscillating wildly from step {verdict.onset_step} (a typical step changes it "
                  f"{_times(verdict.volatility)}) with no net progress: {fmt(start)} -> {fmt(end)}")
-        step = verdict.onset_step
+    step = verdict.onset_step
     if lr_low and lr_end and lr_end > 1.5 * lr_low:
         title += f"; the learning rate rose from {fmt(lr_low)} to {fmt(lr_end)}"
+    title += _phase_text(index, phases)
     lrs = tl.lrs_between(series[0][0], last_step)
     fixes: list[Fix] = []
     lower = lower_learning_rate(tl, ref_step, 5.0 if trend else 10.0)
@@ -159,29 +304,33 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     clip = clip_gradients(tl, ref_step if trend else None)
     if clip is not None:
         fixes.append(clip)
-    yield finding_for(
+    evidence = {
+        "criterion": verdict.criterion,
+        "start_loss": start,
+        "min_smoothed_loss": low.median,
+        "min_at_steps": [low.first_step, low.last_step],
+        "final_smoothed_loss": end,
+        "ratio": ratio,
+        "onset_step": verdict.onset_step,
+        "volatility": verdict.volatility,
+        "window": verdict.window,
+        "required_rise": verdict.factor,
+        "lr": lr_low,
+        "lr_at_min": tl.lr_at(low.last_step),
+        "lr_at_end": lr_end,
+        "lr_range": [min(lrs), max(lrs)] if lrs else None,
+        "smoothed_loss": [[b.last_step, b.median] for b in verdict.blocks],
+        "loss_history": thin(series),
+    }
+    if len(phases) > 1:
+        evidence |= _phase_evidence(index, phases)
+    evidence |= _prior_evidence(tl)
+    return finding_for(
         "divergence",
         title,
         step=step,
         epoch=next((r.epoch for r in tl.steps if r.step == step), None),
-        evidence={
-            "criterion": verdict.criterion,
-            "start_loss": start,
-            "min_smoothed_loss": low.median,
-            "min_at_steps": [low.first_step, low.last_step],
-            "final_smoothed_loss": end,
-            "ratio": ratio,
-            "onset_step": verdict.onset_step,
-            "volatility": verdict.volatility,
-            "window": verdict.window,
-            "required_rise": verdict.factor,
-            "lr": lr_low,
-            "lr_at_min": tl.lr_at(low.last_step),
-            "lr_at_end": lr_end,
-            "lr_range": [min(lrs), max(lrs)] if lrs else None,
-            "smoothed_loss": [[b.last_step, b.median] for b in verdict.blocks],
-            "loss_history": thin(series),
-        },
+        evidence=evidence,
         fixes=fixes,
     )
 

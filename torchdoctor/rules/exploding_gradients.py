@@ -47,9 +47,22 @@ def norm_series(tl: Timeline) -> list[tuple[int, float]]:
 
 
 def explosion_onset(tl: Timeline, p: dict[str, float]) -> tuple[int, float, str] | None:
-    """(index into `norm_series`, reference norm, why) of the first step that trips."""
+    """(index into `norm_series`, reference norm, why) of the first step that trips. Each phase of
+    the run is judged against its own history: a new head's first gradients are large beside a
+    converged backbone's, and that is no explosion."""
     series = norm_series(tl)
-    values = [v for _, v in series]
+    starts = [phase.step for phase in tl.phases()]
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else None
+        indexes = [i for i, (s, _) in enumerate(series) if s >= start and (end is None or s < end)]
+        found = _onset([series[i][1] for i in indexes], p) if indexes else None
+        if found is not None:
+            return indexes[found[0]], found[1], found[2]
+    return None
+
+
+def _onset(values: list[float], p: dict[str, float]) -> tuple[int, float, str] | None:
+    """(index into `values`, reference norm, why) of the first norm of one phase that trips."""
     min_steps = int(p["min_steps"])
     first = max(1, int(p["growth_history"]))
     if len(values) <= min(first, min_steps):
@@ -66,14 +79,18 @@ def explosion_onset(tl: Timeline, p: dict[str, float]) -> tuple[int, float, str]
         return None
     window = int(p["window"])
     recent = sorted(values[:min_steps])
+    peak = max(values[:min_steps])
     for i in range(min_steps, len(values)):
         v = values[i]
         running = recent[len(recent) // 2]
         if v >= p["min_norm"]:
             if baseline > 0 and v >= p["growth_factor"] * baseline:
                 return i, baseline, "growth"
-            if running > 0 and v >= p["spike_factor"] * running:
+            # A spike within the run's own earlier range (a hard batch late in a converged run,
+            # whose early norms were larger) hurt nothing: only a norm past the run's peak counts.
+            if running > 0 and v >= p["spike_factor"] * running and v > peak:
                 return i, running, "spike"
+        peak = max(peak, v)
         bisect.insort(recent, v)
         if i - window >= 0:
             recent.remove(values[i - window])
@@ -85,7 +102,11 @@ def exploding_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: the total gradient norm (all parameters, L2) rising by orders of
     magnitude above where the run started (`growth_factor`, default 1000x the median of the
     first `baseline_steps`), or far above its own recent history (`spike_factor`, default
-    100x the median of the last `window` steps). Norms below `min_norm` never count; a norm
+    100x the median of the last `window` steps) and above every norm the run had before (a
+    spike within the run's own earlier range, a hard batch late in a run whose early norms were
+    larger, hurt nothing). Each phase of the run (Timeline.phases: a new optimizer, other
+    parameters trained, another dataset, a learning-rate restart) is judged against its own
+    history. Norms below `min_norm` never count; a norm
     that overflowed to Inf while every gradient was finite counts as 1.8e19. A spike
     needs `min_steps` (5) steps of history; growth is judged from the third step on
     (`growth_history`, 2), against the larger of the baseline and the median of the steps

@@ -13,12 +13,14 @@ from ._fixes import raise_learning_rate
 from ._numbers import median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 from .divergence import PARAMS as DIVERGENCE_PARAMS
-from .divergence import divergence_verdict
+from .divergence import PHASE_REASONS, divergence_verdict
 
 PARAMS = {
     "min_steps": Param(50, "finite training losses needed before any verdict"),
     "min_improvement": Param(0.05, "a plateau: the loss at the end is not even this fraction below the start"),
-    "low_update_ratio": Param(1e-5, "median update-to-weight ratio below this: the learning rate is too small"),
+    "low_update_ratio": Param(1e-4, "median update-to-weight ratio below this: the learning rate is too small "
+                              "(a healthy step moves the weights by about 1e-3 of their size, with any optimizer)"),
+    "chance_margin": Param(0.1, "a loss within this fraction of the chance level ln(C) predicts no better than chance"),
     "target_update_ratio": Param(1e-3, "the update-to-weight ratio a raised learning rate aims at"),
     "max_lr_factor": Param(1000.0, "never suggest raising the learning rate by more than this factor"),
 }
@@ -57,10 +59,13 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     that converged within its first steps); and a robust (Theil-Sen) trend line through the
     window medians (a slow, steady descent). On a noisy run one standard deviation of the
     noise counts as progress: the rule would rather miss a noisy plateau than call a
-    learning run stuck. Judged over the whole run against its start: a run that learned and
-    then converged is not a plateau, and neither is a diverging one (divergence reports it)
-    nor one that went NaN (nonfinite_loss). No verdict while the learning rate is still
-    rising at the end of the run (warm-up), or on losses that go negative.
+    learning run stuck. Each phase of the run (Timeline.phases: a new optimizer, other
+    parameters trained, another dataset, a learning-rate restart) is judged on its own, against
+    its own start, and the finding names its phase: a run that learned and then converged is
+    not a plateau, and neither is a diverging one (divergence reports it) nor one that went NaN
+    (nonfinite_loss). No verdict while the learning rate is still rising at the end of the run
+    (warm-up), or on losses that go negative. The prior is the loss's chance level ln(C),
+    recorded from the first call of a classification loss over C classes.
 
     The update-to-weight ratio ||w_after - w_before|| / ||w_before||, sampled every few steps,
     tells the cause:
@@ -69,14 +74,21 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
       parameters (the model was re-created, replaced or loaded after the optimizer was built),
       the parameters have requires_grad=False, the learning rate is 0, or the loss does not
       reach the weights (computed on a detached tensor or `.data`).
-    - below `low_update_ratio` (1e-5): the learning rate is far too small. A healthy SGD step
-      moves the weights by about 1e-3 of their size; the fix scales the learning rate to reach
+    - below `low_update_ratio` (1e-4): the learning rate is far too small. A healthy step moves
+      the weights by about 1e-3 of their size, whatever the optimizer (Adam's steps are about
+      the learning rate per weight, SGD's the learning rate times the gradient); the fix scales
+      the learning rate to reach
       `target_update_ratio` (1e-3), at most `max_lr_factor` (1000x) at once and never past the
       top of the usual range (0.1 for SGD, 3e-3 for Adam-like optimizers). When the learning
       rate is already within a tenth of that top, the gradients are what is tiny, and the fix
       says where to look instead.
-    - normal: the optimizer moves the weights but the loss does not respond: labels shuffled
-      apart from their inputs, a loss computed on the wrong tensor, a model too small or
+    - normal, and the loss sits at chance (within `chance_margin` of ln(C) for a classification
+      loss over C classes, the prior recorded from the loss's first call): the model predicts
+      no better than a uniform guess although the weights move: labels shuffled apart from
+      their inputs, a loss computed on the wrong tensor, inputs that carry no signal. Severity
+      warning.
+    - normal, above chance (or no chance level known): the optimizer moves the weights but the
+      loss does not respond: a loss computed on the wrong tensor, a model too small or
       squashed by its last activation, or a model that was already trained (fine-tuning at its
       optimum). Severity info: this cannot be told from a task that is simply hard.
     - not measured: the plateau is reported, the cause is not told.
@@ -95,6 +107,25 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     values = [v for _, v in series]
     if min(values) < 0:
         raise NotEvaluated("the training loss takes negative values: its improvement cannot be measured as a ratio")
+    phases = tl.phases()
+    for index, phase in enumerate(phases):
+        end_step = phases[index + 1].step if index + 1 < len(phases) else None
+        part = [(s, v) for s, v in series if s >= phase.step and (end_step is None or s < end_step)]
+        if len(part) < needed:
+            continue
+        finding = _judge(tl, part, p)
+        if finding is not None:
+            if len(phases) > 1:
+                why = PHASE_REASONS.get(phase.reason, phase.reason)
+                finding.title += f" (phase {index + 1} of {len(phases)}, from step {phase.step}: {why})"
+                finding.evidence |= {"phase": index + 1, "phase_start": phase.step, "phase_reason": phase.reason}
+            yield finding
+            return
+
+
+def _judge(tl: Timeline, series: list[tuple[int, float]], p: dict[str, float]) -> Finding | None:
+    """The verdict on one phase's finite losses."""
+    n = len(series)
     quarter = max(block_window(n), n // 4)
     lrs = tl.lrs_between(series[0][0], series[-1][0])
     lrs_end = tl.lrs_between(series[n - quarter][0], series[-1][0])
@@ -103,16 +134,20 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     moved = progress(series)
     start, end, improvement = moved.start, moved.end, moved.improvement
     if start <= 0 or moved.improved(p["min_improvement"]):
-        return  # learned (or sits at 0, with nothing left to learn)
+        return None  # learned (or sits at 0, with nothing left to learn)
     if divergence_verdict(series, {k: q.default for k, q in DIVERGENCE_PARAMS.items()}) is not None:
-        return  # divergence reports it, with the right fix
+        return None  # divergence reports it, with the right fix
 
     ratios = [r.update_ratio for r in tl.steps
-              if r.update_ratio is not None and math.isfinite(r.update_ratio) and r.step <= series[-1][0]]
+              if r.update_ratio is not None and math.isfinite(r.update_ratio)
+              and series[0][0] <= r.step <= series[-1][0]]
     ratio = median(ratios) if ratios else None
     zero_fraction = sum(1 for r in ratios if r == 0) / len(ratios) if ratios else None
     lr = tl.last_lr if tl.last_lr is not None else tl.optimizer_hparams.get("lr")
     opt = tl.optimizer_name()
+    prior = tl.prior
+    at_chance = bool(prior and prior.chance and prior.classes and abs(end - prior.chance) <= p["chance_margin"]
+                     * prior.chance)
     severity = None
     fixes: list[Fix] = []
     if ratio is None:
@@ -161,6 +196,11 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             fixes.append(Fix("raise_learning_rate", f"Raise the learning rate about "
                              f"{nice(min(p['target_update_ratio'] / ratio, p['max_lr_factor'])):g}x.",
                              {"factor": nice(min(p["target_update_ratio"] / ratio, p["max_lr_factor"]))}))
+    elif at_chance:
+        cause = "at_chance"
+        why = (f"the weights do move ({fmt(ratio)} of their size per step) but the loss stays at chance, "
+               f"ln({prior.classes}) = {fmt(prior.chance)}: the model predicts no better than a uniform guess")
+        fixes.append(_one_batch(responding=False))
     else:
         cause = "loss_not_responding"
         why = f"the weights do move ({fmt(ratio)} of their size per step) but the loss does not respond"
@@ -187,13 +227,15 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "layer_update_ratios": per_layer,
             "lr": lr,
             "optimizer": tl.optimizer_name(None),
+            "chance_loss": prior.chance if prior else None,
+            "classes": prior.classes if prior else None,
             "loss_history": thin(series),
         },
         fixes=fixes,
     )
     if severity is not None:
-        finding.severity = severity  # set here: finding_for reads INFO (0) as "not given"
-    yield finding
+        finding.severity = severity
+    return finding
 
 
 def _one_batch(responding: bool = True) -> Fix:
