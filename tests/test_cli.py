@@ -58,7 +58,9 @@ def test_json_report_and_fail_on(tmp_path):
     assert report["run"]["argv"][1:] == ["--epochs", "2"]
     assert report["run"]["steps"] == 32 and report["run"]["epochs"] == 2
     codes = [f["code"] for f in report["findings"]]
-    assert codes[0] == "nonfinite_loss" and "exploding_gradients" in codes
+    # the cause leads; the NaN it led to follows it, marked as its consequence
+    assert codes[:2] == ["exploding_gradients", "nonfinite_loss"]
+    assert report["findings"][1]["caused_by"] == "exploding_gradients" and report["findings"][0]["caused_by"] is None
     for finding in report["findings"]:
         assert set(finding) >= {"code", "severity", "title", "step", "epoch", "where", "evidence", "fixes"}
         assert finding["fixes"] and all({"action", "text", "params"} <= set(f) for f in finding["fixes"])

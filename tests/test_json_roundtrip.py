@@ -113,3 +113,19 @@ def test_a_multi_rank_report_keeps_its_ranks_line(runs, tmp_path):
     assert "2 ranks: rank 0 exit 1 (RuntimeError: loss is NaN); rank 1 died without reporting" in text
     assert text == text_of(original)
     assert jsonreport.to_dict(again) == data
+
+
+def test_caused_by_survives_the_round_trip(runs, tmp_path):
+    """Every finding carries `caused_by` in the JSON (null when nothing explains it): the NaN of the
+    blown-up run names the explosion that made it, is listed after it, and reads back so."""
+    original = runs["blown up"]
+    again, data = read_back(original, tmp_path / "run.json")
+    assert all("caused_by" in f for f in data["findings"])
+    written = {f["code"]: f["caused_by"] for f in data["findings"]}
+    assert written["nonfinite_loss"] == "exploding_gradients" and written["exploding_gradients"] is None
+    codes = [f["code"] for f in data["findings"]]
+    assert codes.index("exploding_gradients") < codes.index("nonfinite_loss")
+    assert [(f.code, f.caused_by, f.cause_reason) for f in again.findings] == \
+        [(f.code, f.caused_by, f.cause_reason) for f in original.findings]
+    assert again.by_code("nonfinite_loss").cause_reason == original.by_code("nonfinite_loss").cause_reason
+    assert "caused by exploding_gradients" in text_of(again)

@@ -3,6 +3,7 @@ long run's history kept bounded."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -17,9 +18,12 @@ from rich.console import Console
 import torchdoctor
 from tests.conftest import EXAMPLES, cli, run_script
 from torchdoctor import jsonreport
+from torchdoctor.findings import Finding, Severity
 from torchdoctor.render import render
 from torchdoctor.render.gradients import sparkline
+from torchdoctor.render.html import render_html
 from torchdoctor.report import Report
+from torchdoctor.timeline import Timeline
 
 
 def text_of(report: Report, **options) -> str:
@@ -72,6 +76,44 @@ def test_a_saved_report_reads_back_to_the_same_terminal_report(exploding, tmp_pa
     again = jsonreport.from_dict(json.loads(path.read_text()))
     assert again.codes() == exploding.codes()
     assert text_of(again, memory=True, gradients=True) == text_of(exploding, memory=True, gradients=True)
+
+
+def test_the_cause_leads_in_the_terminal_and_the_html_and_the_banner_names_the_worst(exploding):
+    """The explosion made the NaN: it is listed first, the NaN after it marked as its consequence
+    (a `↳` line in the terminal, an indented article with a link to the cause in the HTML); the
+    HTML banner still names the worst severity, critical, though an error leads."""
+    codes = exploding.codes()
+    assert codes.index("exploding_gradients") < codes.index("nonfinite_loss")
+    nan = exploding.by_code("nonfinite_loss")
+    assert nan.caused_by == "exploding_gradients"
+    assert exploding.cause_of(nan) is exploding.by_code("exploding_gradients")
+    text = text_of(exploding)
+    assert text.index(" ERROR  exploding_gradients") < text.index("↳ CRITICAL  nonfinite_loss")
+    explode_step = exploding.by_code("exploding_gradients").step
+    assert f"  caused by exploding_gradients (step {explode_step}): {nan.cause_reason}\n" in text
+    page = render_html(jsonreport.to_dict(exploding))
+    assert "worst: critical" in page
+    article = re.search(r'<article class="finding sev-critical consequence" id="finding-nonfinite_loss">.*?</article>',
+                        page, re.S)
+    assert article is not None
+    assert (f'<div class="cause">↳ caused by <a href="#finding-exploding_gradients"><code>exploding_gradients</code>'
+            f'</a> (step {explode_step}): {html.escape(nan.cause_reason)}</div>') in article.group(0)
+    assert page.count(" consequence\"") == sum(1 for f in exploding.findings if f.caused_by)
+
+
+def test_a_cause_is_the_nearest_finding_of_its_code_listed_before(tmp_path):
+    """Two divergences (two phases): the dead units name the one before them; hostile text in a
+    saved cause is escaped on the page."""
+    first, second = (Finding("divergence", Severity.ERROR, f"diverged at {s}", step=s) for s in (5, 50))
+    dead = Finding("dead_units", Severity.WARNING, "dead", step=60, caused_by="divergence", cause_reason="blow-up")
+    report = Report(Timeline(), findings=[first, second, dead])
+    assert report.cause_of(dead) is second and report.cause_of(first) is None
+    assert report.leading([dead]) == [second, dead]
+    evil = "<img src=x onerror=alert(1)>"
+    data = jsonreport.to_dict(Report(Timeline(), findings=[
+        first, Finding("dead_units", Severity.WARNING, "dead", step=60, caused_by=evil, cause_reason=evil)]))
+    page = render_html(data)
+    assert "<img src=x" not in page and page.count(html.escape(evil)) == 3
 
 
 def test_the_report_command_shows_a_saved_run_and_writes_html(tmp_path):

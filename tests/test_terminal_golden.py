@@ -12,6 +12,7 @@ from rich.console import Console
 from torchdoctor.findings import Finding, Fix, Severity
 from torchdoctor.render import render, to_text
 from torchdoctor.report import Report
+from torchdoctor.rules.causes import link
 from torchdoctor.timeline import (
     EvalPass,
     Event,
@@ -79,7 +80,8 @@ def memory_warning() -> Finding:
 
 def problem_findings() -> list[Finding]:
     """Worst first, as the rules hand them over: a critical and an error that share a fix, a
-    warning, and an info finding that only -v shows."""
+    warning, and an info finding that only -v shows. The error (the gradients exploding at step
+    3) explains the critical (the NaN at step 4): linked, as evaluation links them, it leads."""
     return [
         Finding("nonfinite_loss", Severity.CRITICAL, "The loss became NaN at step 4", step=4, epoch=1,
                 evidence={"first_nonfinite_step": 4, "value": "nan", "loss_before": 1.4, "last_finite_loss": 1.4,
@@ -115,11 +117,33 @@ def problem_report() -> Report:
     norms[3], norms[4] = [24000.0, 30.0], [math.nan, 1.0]
     tl = timeline(norms)
     tl.events.append(Event("compiled", 0, 0, {"model": "Net", "not_observed": "per-layer gradients"}))
-    return Report(tl, findings=problem_findings(),
+    return Report(tl, findings=link(problem_findings(), tl),
                   not_evaluated={"overfitting": "no validation was observed: evaluate a held-out set",
                                  "loss_plateau": "5 finite training losses; needs at least 20",
                                  "memory_leak": "6 steps; a trend needs 20"},
                   internal_errors=["probe 'activations' failed: RuntimeError: boom"])
+
+
+def causes_report() -> Report:
+    """No zero_grad(): the gradients add up, so the loss diverges (step 2) and the gradient norm
+    explodes (step 3). One cause, two consequences, linked as evaluation links them; the memory
+    warning stands on its own after them."""
+    tl = timeline()
+    found = [
+        Finding("divergence", Severity.ERROR, "Loss diverging: it climbed 9x from its low of 1.2 to 11 at step 5",
+                step=2, epoch=0, evidence={"criterion": "trend", "onset_step": 2, "ratio": 9.2},
+                fixes=[lower_lr()]),
+        Finding("exploding_gradients", Severity.ERROR, "Gradient norm exploded at step 3: 240, 96x its recent history",
+                step=3, epoch=1, where="fc1", evidence={"norm": 240.0, "ratio": 96.0},
+                fixes=[Fix("clip_gradients", "Clip the gradient norm at 5.", {"max_norm": 5.0}), lower_lr()]),
+        memory_warning(),
+        Finding("missing_zero_grad", Severity.ERROR,
+                "No zero_grad() in 6 steps: each step's gradients were added to all the earlier ones",
+                step=1, epoch=0, evidence={"zero_grad_calls": 0, "steps_checked": 5, "growth": 30.0},
+                fixes=[Fix("call_zero_grad", "Reset the gradients once per optimizer step, before the backward.", {},
+                           "optimizer.zero_grad()  # add this line\nloss.backward()")]),
+    ]
+    return Report(tl, findings=link(found, tl))
 
 
 def memory_report() -> Report:
@@ -191,18 +215,19 @@ torchdoctor train.py · 0 steps · cpu · 0.5 s · exit 1
 
 PROBLEMS = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
- CRITICAL  nonfinite_loss · step 4 · epoch 1
-  The loss became NaN at step 4
-  evidence: first nonfinite step: 4; value: nan; loss before: 1.4; last finite loss: 1.4
-  fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
-      optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-  fix 2 clip_gradients: Clip the gradient norm at 5.
-      loss.backward()
-      torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
   evidence: grad norm: 2.4e+04; median grad norm: 2; ratio: 1.2e+04
+  fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
+      optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+↳ CRITICAL  nonfinite_loss · step 4 · epoch 1
+  The loss became NaN at step 4
+  caused by exploding_gradients (step 3): the exploding gradients overflowed to NaN/Inf
+  evidence: first nonfinite step: 4; value: nan; loss before: 1.4; last finite loss: 1.4
   fix 1 lower_learning_rate: as above
+  fix 2 clip_gradients: Clip the gradient norm at 5.
+      loss.backward()
+      torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)
  WARNING  memory_pressure
   Peak memory 900 MiB is 88% of the 1 GiB budget
   evidence: peak: 900 MiB; budget: 1 GiB; share: 0.8789; layers: fc1, fc2
@@ -214,15 +239,6 @@ torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
 
 PROBLEMS_VERBOSE = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
- CRITICAL  nonfinite_loss · step 4 · epoch 1
-  The loss became NaN at step 4
-  evidence: first nonfinite step: 4; value: nan; loss before: 1.4; last finite loss: 1.4; input had
-nan: no; series: [[2, 1.6], [3, 1.4], [4, 'nan']]
-  fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
-      optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-  fix 2 clip_gradients: Clip the gradient norm at 5.
-      loss.backward()
-      torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
   evidence: grad norm: 2.4e+04; median grad norm: 2; ratio: 1.2e+04; largest layers: [{'layer':
@@ -230,6 +246,16 @@ nan: no; series: [[2, 1.6], [3, 1.4], [4, 'nan']]
 optimizer step
   fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
       optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+↳ CRITICAL  nonfinite_loss · step 4 · epoch 1
+  The loss became NaN at step 4
+  caused by exploding_gradients (step 3): the exploding gradients overflowed to NaN/Inf
+  evidence: first nonfinite step: 4; value: nan; loss before: 1.4; last finite loss: 1.4; input had
+nan: no; series: [[2, 1.6], [3, 1.4], [4, 'nan']]
+  fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
+      optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+  fix 2 clip_gradients: Clip the gradient norm at 5.
+      loss.backward()
+      torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)
  WARNING  memory_pressure
   Peak memory 900 MiB is 88% of the 1 GiB budget
   evidence: peak: 900 MiB; budget: 1 GiB; share: 0.8789; layers: fc1, fc2
@@ -242,6 +268,31 @@ not evaluated: overfitting (no validation was observed: evaluate a held-out set)
 not evaluated: loss_plateau (5 finite training losses; needs at least 20)
 not evaluated: memory_leak (6 steps; a trend needs 20)
 torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
+"""
+
+CAUSES = """\
+torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+ ERROR  missing_zero_grad · step 1 · epoch 0
+  No zero_grad() in 6 steps: each step's gradients were added to all the earlier ones
+  evidence: zero grad calls: 0; steps checked: 5; growth: 30
+  fix 1 call_zero_grad: Reset the gradients once per optimizer step, before the backward.
+      optimizer.zero_grad()  # add this line
+      loss.backward()
+↳ ERROR  divergence · step 2 · epoch 0
+  Loss diverging: it climbed 9x from its low of 1.2 to 11 at step 5
+  caused by missing_zero_grad (step 1): unreset gradients add up, so every step is larger
+  evidence: criterion: trend; onset step: 2; ratio: 9.2
+  fix 1 lower_learning_rate: Lower the learning rate from 0.1 to 0.01.
+      optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+↳ ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
+  Gradient norm exploded at step 3: 240, 96x its recent history
+  caused by missing_zero_grad (step 1): unreset gradients add up, so every step is larger
+  evidence: norm: 240; ratio: 96
+  fix 1 clip_gradients: Clip the gradient norm at 5.
+  fix 2 lower_learning_rate: as above
+ WARNING  memory_pressure
+  Peak memory 900 MiB is 88% of the 1 GiB budget
+  evidence: peak: 900 MiB; budget: 1 GiB; share: 0.8789; layers: fc1, fc2
 """
 
 GRADIENTS = """\
@@ -335,13 +386,40 @@ def test_a_run_without_a_step_has_nothing_to_diagnose():
 
 
 def test_findings_worst_first_with_evidence_and_a_shared_fix_said_once():
-    """Critical, error and warning shown; the info finding hidden; the error's fix, the same as the
-    critical's, is `as above`; series and long notes left out of the evidence line; no validation
-    seen is said on a line of its own, the other rules not evaluated named on one line."""
+    """The error (exploding gradients, step 3) leads and the critical it explains (the NaN, step 4)
+    follows it marked `↳` with its cause; the warning after them; the info finding hidden; the
+    critical's fix, the same as the error's, is `as above`; series and long notes left out of the
+    evidence line; no validation seen is said on a line of its own, the other rules not evaluated
+    named on one line."""
     report = problem_report()
     assert not report.healthy
     assert text_of(report) == PROBLEMS
     assert plain(to_text(report)) == PROBLEMS  # to_text: the findings report as plain text, 100 wide
+
+
+def test_a_cause_leads_and_its_consequences_follow_it_marked():
+    """missing_zero_grad first (step 1), its two consequences right after it, each marked `↳` with
+    its cause and why; the learning-rate fix the divergence gave is `as above` for the explosion."""
+    report = causes_report()
+    assert [(f.code, f.caused_by) for f in report.findings] == [
+        ("missing_zero_grad", None), ("divergence", "missing_zero_grad"),
+        ("exploding_gradients", "missing_zero_grad"), ("memory_pressure", None)]
+    assert text_of(report) == CAUSES
+
+
+def test_a_problem_is_shown_with_its_cause_even_when_the_cause_alone_is_not():
+    """An info cause (raw inputs, judged harmless on their own) of a warning is shown without -v:
+    the consequence is never shown without what explains it."""
+    tl = timeline()
+    raw = Finding("unnormalized_input", Severity.INFO, "Inputs range 0-255", step=0, evidence={"max": 255.0},
+                  fixes=[Fix("normalize_input", "Divide the inputs by 255.")])
+    saturated = Finding("saturated_activations", Severity.WARNING, "92% of act's outputs pinned", step=2,
+                        where="act", evidence={"fraction": 0.92},
+                        fixes=[Fix("normalize_input", "Divide the inputs by 255.")])
+    text = text_of(Report(tl, findings=link([saturated, raw], tl)))
+    assert text.index(" INFO  unnormalized_input · step 0") < text.index("↳ WARNING  saturated_activations")
+    assert "  caused by unnormalized_input (step 0): raw inputs drive the first layer out of range\n" in text
+    assert "  fix 1 normalize_input: as above\n" in text
 
 
 def test_verbose_shows_info_findings_the_whole_evidence_and_every_fix_again():

@@ -58,9 +58,13 @@ class Finding:
     where: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     fixes: list[Fix] = field(default_factory=list)
+    # Set by linking (rules/causes.py), never by a rule: the code of the finding that explains
+    # this one, and why in one line. The report leads with the cause; the JSON keeps both.
+    caused_by: str | None = None
+    cause_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "code": self.code,
             "severity": self.severity.label,
             "title": self.title,
@@ -69,4 +73,8 @@ class Finding:
             "where": self.where,
             "evidence": self.evidence,
             "fixes": [f.to_dict() for f in self.fixes],
+            "caused_by": self.caused_by,
         }
+        if self.cause_reason is not None:
+            data["cause_reason"] = self.cause_reason
+        return data

@@ -12,6 +12,7 @@ written out again unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict
@@ -24,10 +25,12 @@ from .report import Report, downsample, is_problem
 from .timeline import (
     EvalPass,
     LayerInfo,
+    LossPrior,
     MemoryProfile,
     MemorySample,
     ModelInfo,
     ModuleMemory,
+    Phase,
     RunInfo,
     StepRecord,
     Timeline,
@@ -67,6 +70,8 @@ def to_dict(report: Report) -> dict[str, Any]:
             "backward_calls": tl.backward_calls,
             "compiled": bool(tl.events_of("compiled")),
             "machine": {"cpu_count": run.cpu_count, "ram_bytes": run.ram_bytes},
+            "prior": dataclasses.asdict(tl.prior) if tl.prior is not None else None,
+            "phases": [[phase.step, phase.reason] for phase in tl.phases()],
         },
         "findings": [jsonable(f.to_dict()) for f in report.findings],
         "not_evaluated": report.not_evaluated,
@@ -166,6 +171,7 @@ def _findings_from(data: dict[str, Any]) -> list[Finding]:
             step=f.get("step"), epoch=f.get("epoch"), where=f.get("where"), evidence=dict(f.get("evidence") or {}),
             fixes=[Fix(x["action"], x.get("text", ""), dict(x.get("params") or {}), x.get("snippet"))
                    for x in f.get("fixes") or []],
+            caused_by=f.get("caused_by"), cause_reason=f.get("cause_reason"),
         ))
     return out
 
@@ -189,6 +195,10 @@ def _timeline_from(data: dict[str, Any]) -> Timeline:
         world_size=run.get("world_size", 1), epochs=run.get("epochs"),
         cpu_count=(run.get("machine") or {}).get("cpu_count"), ram_bytes=(run.get("machine") or {}).get("ram_bytes"),
     ))
+    prior = run.get("prior")
+    tl.prior = LossPrior(**prior) if isinstance(prior, dict) else None
+    tl.phase_starts = [Phase(step, reason) for step, reason in run.get("phases") or [] if reason != "lr_restart"
+                       and step > 0]
     names = list(run.get("models") or [])
     tl.models = [ModelInfo(names[0] if names else "model", dict(run.get("module_types") or {}), 0, 0)]
     tl.optimizers = list(run.get("optimizers") or [])

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .findings import Finding, Severity
 from .rules.ranks import has_failed
@@ -19,6 +20,7 @@ MAX_SERIES_POINTS = 2000
 TREND_POINTS = 16  # the sparkline of a layer's gradient norm
 HEATMAP_STEPS = 200
 GRADIENT_CODES = frozenset({"exploding_gradients", "vanishing_gradients", "nonfinite_gradient"})
+T = TypeVar("T")
 
 
 def downsample(points: list[Any], limit: int = MAX_SERIES_POINTS) -> list[Any]:
@@ -67,6 +69,22 @@ class Report:
     def problems(self) -> list[Finding]:
         """The findings that keep the run from being called healthy, in report order."""
         return [f for f in self.findings if is_problem(f.severity)]
+
+    def cause_of(self, finding: Finding) -> Finding | None:
+        """The finding `caused_by` names: the nearest one of that code listed before it (linking
+        lists each cause before what it explains), else any of that code; None when unlinked."""
+        return cause_in(self.findings, finding, lambda f: f.code, lambda f: f.caused_by)
+
+    def leading(self, shown: list[Finding]) -> list[Finding]:
+        """`shown` with the causes they name, in report order: a problem is never shown without
+        the finding that explains it, even when that cause alone would not be (an info finding)."""
+        keep = {id(f) for f in shown}
+        for f in shown:
+            cause = self.cause_of(f)
+            while cause is not None and id(cause) not in keep:
+                keep.add(id(cause))
+                cause = self.cause_of(cause)
+        return [f for f in self.findings if id(f) in keep]
 
     @property
     def worst(self) -> Severity | None:
@@ -196,6 +214,19 @@ class Report:
             for m in profile.modules
         ]
         return out
+
+
+def cause_in(findings: Sequence[T], finding: T, code: Callable[[T], Any], caused_by: Callable[[T], Any]) -> T | None:
+    """The cause `finding` names among `findings` (Findings, or the JSON's finding dicts): the
+    nearest one of that code before it, else the first of that code after it; never itself."""
+    wanted = caused_by(finding)
+    if not wanted:
+        return None
+    position = next((i for i, f in enumerate(findings) if f is finding), len(findings))
+    before = [f for f in findings[:position] if code(f) == wanted]
+    if before:
+        return before[-1]
+    return next((f for f in findings[position + 1:] if code(f) == wanted), None)
 
 
 def _fragmentation(samples: list[Any]) -> int | None:

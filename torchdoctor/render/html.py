@@ -19,6 +19,7 @@ from typing import Any
 from ..formatting import fmt as compact
 from ..formatting import format_bytes
 from ..jsonreport import saved_problems
+from ..report import cause_in
 from . import plots
 from .plots import number
 
@@ -45,6 +46,8 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 .finding.sev-error { border-left-color: #e74c3c; }
 .finding.sev-warning { border-left-color: #f1c40f; }
 .finding.sev-info { border-left-color: var(--blue); }
+.finding.consequence { margin-left: 32px; border-style: dashed; border-left-style: solid; }
+.cause { margin: 4px 0; font-size: 14px; color: #17728a; }
 .badge { display: inline-block; font-size: 12px; font-weight: 700; letter-spacing: .04em; padding: 1px 7px;
          border-radius: 4px; color: #fff; background: #999; text-transform: uppercase; vertical-align: 1px; }
 .badge.critical { background: var(--red); }
@@ -156,7 +159,7 @@ def _banner(data: dict[str, Any]) -> str:
     """Healthy only says so when nothing at warning or above was found; the numbers back the word up."""
     problems = saved_problems(data)
     if problems:
-        worst = problems[0].get("severity", "")
+        worst = min((str(p["severity"]) for p in problems), key=SEVERITIES.index)  # causes lead, not the worst
         count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
         return f"<div class=\"banner problem {esc(worst)}\">{count} found (worst: {esc(worst)})</div>"
     run = data.get("run") or {}
@@ -206,38 +209,45 @@ def _evidence(evidence: dict[str, Any]) -> str:
 
 
 def _fix(fix: dict[str, Any]) -> str:
-    snippet = fix.get("snippet")
-    code = f"<pre><code>{esc(snippet)}</code></pre>" if snippet else ""
+    code = f"<pre><code>{esc(fix['snippet'])}</code></pre>" if fix.get("snippet") else ""
     return (f"<li><span class=\"action\">{esc(fix.get('action', ''))}</span>: {esc(fix.get('text', ''))}"
             f"{code}</li>")
 
 
 def _where(finding: dict[str, Any]) -> str:
-    bits = []
-    if finding.get("step") is not None:
-        bits.append(f"step {finding['step']}")
-    if finding.get("epoch") is not None:
-        bits.append(f"epoch {finding['epoch']}")
-    if finding.get("where"):
-        bits.append(f"at {finding['where']}")
+    bits = [f"step {finding['step']}"] if finding.get("step") is not None else []
+    bits += [f"epoch {finding['epoch']}"] if finding.get("epoch") is not None else []
+    bits += [f"at {finding['where']}"] if finding.get("where") else []
     return f"<span class=\"where\">{esc(' · '.join(bits))}</span>" if bits else ""
 
 
-def _finding(finding: dict[str, Any]) -> str:
+def _cause(finding: dict[str, Any], cause: dict[str, Any] | None) -> str:
+    """A consequence's line: which finding explains it (a link to it), at which step, and why."""
+    code = finding.get("caused_by")
+    step = f" (step {esc(cause['step'])})" if cause and cause.get("step") is not None else ""
+    why = f": {esc(finding['cause_reason'])}" if finding.get("cause_reason") else ""
+    return (f"<div class=\"cause\">↳ caused by <a href=\"#finding-{esc(code)}\"><code>{esc(code)}</code></a>"
+            f"{step}{why}</div>") if code else ""
+
+
+def _finding(finding: dict[str, Any], cause: dict[str, Any] | None = None) -> str:
+    """One finding; a consequence is indented under its cause, which the JSON lists before it."""
     severity = str(finding.get("severity", "info"))
     cls = severity if severity in SEVERITIES else "info"
     fixes = finding.get("fixes") or []
     fix_list = f"<ol class=\"fixes\">{''.join(_fix(f) for f in fixes)}</ol>" if fixes else ""
-    return (f"<article class=\"finding sev-{cls}\" id=\"finding-{esc(finding.get('code', ''))}\">"
+    kind = " consequence" if finding.get("caused_by") else ""
+    return (f"<article class=\"finding sev-{cls}{kind}\" id=\"finding-{esc(finding.get('code', ''))}\">"
             f"<div><span class=\"badge {cls}\">{esc(severity)}</span>"
             f"<span class=\"code\">{esc(finding.get('code', ''))}</span>{_where(finding)}</div>"
-            f"<div class=\"title\">{esc(finding.get('title', ''))}</div>"
+            f"<div class=\"title\">{esc(finding.get('title', ''))}</div>{_cause(finding, cause)}"
             f"{_evidence(finding.get('evidence') or {})}{fix_list}</article>")
 
 
 def _findings(data: dict[str, Any]) -> str:
     findings = data.get("findings") or []
-    body = "".join(_finding(f) for f in findings) or "<p class=\"note\">No findings.</p>"
+    body = "".join(_finding(f, cause_in(findings, f, lambda x: x.get("code"), lambda x: x.get("caused_by")))
+                   for f in findings) or "<p class=\"note\">No findings.</p>"
     return f"<section id=\"findings\"><h2>Findings</h2>{body}{_aside(data)}</section>"
 
 

@@ -1,4 +1,5 @@
-"""The terminal report a person reads in ten seconds: worst finding first, then its fixes."""
+"""The terminal report a person reads in ten seconds: the worst trouble first, each cause before
+what it explains (marked `↳`), every finding with its fixes."""
 
 from __future__ import annotations
 
@@ -103,13 +104,15 @@ def default_console() -> Console:
 def render_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
     console = console or default_console()
     console.print(Text("torchdoctor ", style="bold") + Text(_header(report), style="dim"))
-    shown = report.findings if verbose else report.problems()
+    shown = report.findings if verbose else report.leading(report.problems())
     if report.healthy and not shown:  # with -v, a healthy run's info findings stand in for the line
         ok = report.timeline.steps
         console.print(Text(("✔ " if ok else "• ") + healthy_line(report), style="green" if ok else "yellow"))
     said: set[tuple[str, str]] = set()
-    for finding in shown:
-        _render_finding(console, finding, verbose, report.timeline.module_type, said)
+    for n, finding in enumerate(shown):
+        cause = report.cause_of(finding)
+        _render_finding(console, finding, verbose, report.timeline.module_type, said, cause,
+                        under=any(cause is f for f in shown[:n]))
     for event in report.timeline.events_of("compiled"):
         console.print(Text(f"torch.compile'd {event.data.get('model')}: not observed {event.data.get('not_observed')}",
                            style="dim"))
@@ -136,9 +139,24 @@ def _render_not_evaluated(console: Console, report: Report, verbose: bool) -> No
         console.print(Text(f"not evaluated (-v says why): {', '.join(rest)}", style="dim"))
 
 
+def cause_line(finding: Finding, cause: Finding | None) -> str | None:
+    """What explains a consequence, in one line: the cause's code, its step, and why."""
+    if not finding.caused_by:
+        return None
+    line = f"caused by {finding.caused_by}"
+    if cause is not None and cause.step is not None:
+        line += f" (step {cause.step})"
+    return line + (f": {finding.cause_reason}" if finding.cause_reason else "")
+
+
 def _render_finding(console: Console, finding: Finding, verbose: bool,
-                    module_type: Any = lambda name: None, said: set[tuple[str, str]] | None = None) -> None:
+                    module_type: Any = lambda name: None, said: set[tuple[str, str]] | None = None,
+                    cause: Finding | None = None, under: bool = False) -> None:
+    """One finding; a consequence says what caused it and, listed after its cause (`under`), hangs
+    under it with `↳`; its fixes that repeat the cause's are "as above"."""
     head = Text()
+    if under:
+        head.append("↳", style="bold")
     head.append(f" {finding.severity.label.upper()} ", style=STYLE[finding.severity])
     head.append(f" {finding.code}", style="bold")
     where = []
@@ -153,6 +171,9 @@ def _render_finding(console: Console, finding: Finding, verbose: bool,
         head.append(" · " + " · ".join(where), style="cyan")
     console.print(head)
     console.print(Text("  " + finding.title))
+    because = cause_line(finding, cause)
+    if because:
+        console.print(Text("  " + because, style="cyan"))
     line = evidence_line(finding, verbose)
     if line:
         console.print(Text("  evidence: " + line, style="dim"))

@@ -9,6 +9,7 @@ from ..findings import Finding
 from ..timeline import Timeline
 from . import (  # noqa: F401
     amp_overflow,
+    causes,
     dataloader_bottleneck,
     dead_units,
     divergence,
@@ -82,7 +83,9 @@ class Evaluation:
 
 
 def evaluate(timeline: Timeline, config: Settings) -> Evaluation:
-    """Run every enabled rule; a rule that fails is contained and reported, never raised."""
+    """Run every enabled rule, then link the findings one explains to another (rules/causes.py),
+    cause first. A rule that fails is contained and reported, never raised; so is a failure of the
+    linking, and the findings then come out unlinked, worst first."""
     result = Evaluation()
     for r in all_rules():
         if r.code in config.disabled:
@@ -94,4 +97,8 @@ def evaluate(timeline: Timeline, config: Settings) -> Evaluation:
         except Exception as exc:  # a bug in a rule must not hide the other diagnoses
             result.internal_errors.append(f"rule {r.code} failed: {type(exc).__name__}: {exc}")
     result.findings.sort(key=lambda f: (-f.severity, f.step if f.step is not None else 1 << 62))
+    try:
+        result.findings = causes.link(result.findings, timeline)
+    except Exception as exc:  # a bug in the linking must not cost the diagnoses themselves
+        result.internal_errors.append(f"linking causes failed: {type(exc).__name__}: {exc}")
     return result

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..findings import Finding, Fix, Severity
 from ..formatting import short_message
+from .causes import regroup
 
 TERMINATED = (128 + signal.SIGTERM, 128 + signal.SIGINT)  # stopped from outside: torchrun, Ctrl-C
 # What a collective raises on a rank whose peer died or hung (gloo, NCCL, the store)
@@ -87,7 +88,7 @@ def explain(findings: Sequence[Finding], ranks: Mapping[int, RankOutcome], world
     out = explain_lost_peer(out, ranks, blamed)
     out = name_failed_ranks(out, blamed, world_size)
     out += rank_failures(ranks, blamed, world_size, timeout_s, timeout_setting)
-    return sorted(out, key=order)
+    return regroup(out, key=order)
 
 
 def causes(ranks: Mapping[int, RankOutcome]) -> list[int]:
