@@ -1,0 +1,84 @@
+"""What torchdoctor must say about each script of the calibration corpus.
+
+A healthy script must come out with no finding of severity warning or above. A faulty twin must
+be found with its code (or one of `also`) at `severity` or above, at a step within the bounds
+where they are given; every other code named in `caused_by` that is present must carry one of
+the causes given for it. `leads`: the expected finding is the first of warning or above (the cause leads the
+report), counted by benchmarks/accuracy.py and asserted nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Case:
+    script: str  # relative to tests/calibration
+    args: tuple[str, ...] = ()
+    code: str | None = None  # None: a healthy script
+    also: tuple[str, ...] = ()  # other codes that are as right as `code`
+    severity: str = "warning"  # the least severity the expected finding must have
+    step_min: int | None = None
+    step_max: int | None = None
+    caused_by: dict[str, tuple[str, ...]] = field(default_factory=dict)  # other code -> the causes it may carry
+    note: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return self.code is None
+
+    @property
+    def path(self) -> Path:
+        return HERE / self.script
+
+    @property
+    def name(self) -> str:
+        """`faulty/mnist_cnn_adadelta --lr 100`: the script and its arguments, one id per case."""
+        return " ".join([self.script.removesuffix(".py"), *self.args])
+
+
+HEALTHY_SCRIPTS = sorted(p.name for p in (HERE / "healthy").glob("*.py"))
+
+HEALTHY = [Case(f"healthy/{name}") for name in HEALTHY_SCRIPTS]
+
+BLOWUP_CONSEQUENCES = {"dead_units": ("divergence",), "vanishing_gradients": ("divergence",),
+                       "loss_plateau": ("divergence",)}
+# A missing zero_grad explains the divergence and the gradient growth; the units the blow-up killed
+# may name either link of that chain.
+ZERO_GRAD_CONSEQUENCES = {"divergence": ("missing_zero_grad",), "exploding_gradients": ("missing_zero_grad",),
+                          "dead_units": ("missing_zero_grad", "divergence")}
+
+FAULTY = [
+    Case("faulty/resnet18_sgd_high_lr.py", ("--lr", "5.0"), "divergence", step_max=2,
+         note="issue 14: resnet18 on FakeData, SGD lr 5.0: the loss jumps at step 1"),
+    Case("faulty/resnet18_sgd_high_lr.py", ("--lr", "1.0"), "divergence", step_max=5,
+         note="issue 14: 'the same at lr 1.0' (loss x13 at step 1, x38 by step 3)"),
+    Case("faulty/resnet18_sgd_high_lr.py", ("--lr", "0.5"), "divergence", step_max=5,
+         note="issue 14: 'the same at lr 0.5' (loss x7 at step 1, x28 by step 3)"),
+    Case("faulty/adam_lr1_cnn.py", (), "divergence", step_max=5,
+         note="issue 14: Adam lr 1.0 on a small CNN, loss x1e5 in the first steps"),
+    Case("faulty/mnist_cnn_adadelta.py", ("--lr", "100"), "divergence", step_max=2,
+         caused_by=BLOWUP_CONSEQUENCES,
+         note="issue 14: Adadelta lr 100, F.relu CNN, blow-up at step 1 then at chance"),
+    Case("faulty/mnist_cnn_adadelta.py", ("--lr", "0.001"), "loss_plateau",
+         note="issue 14: lr 1000x too small: at chance, a warning with its cause"),
+    Case("faulty/cifar_tutorial_too_short.py", (), "loss_plateau",
+         note="issue 14: the CIFAR tutorial run too short to learn, 'info only'"),
+    Case("faulty/labels_shuffled.py", (), "loss_plateau", also=("labels_misaligned",),
+         note="issue 14 priors: at chance because the labels are apart from the inputs"),
+    Case("faulty/missing_zero_grad.py", (), "missing_zero_grad", severity="error",
+         caused_by=ZERO_GRAD_CONSEQUENCES,
+         note="issue 14: the divergence (and what the blow-up killed) beside it must be its consequences"),
+    Case("faulty/manual_sgd_leak.py", (), "memory_leak", severity="error",
+         note="issue 14: manual p.data.add_ loop, total_loss += loss"),
+    Case("faulty/two_phase_diverges.py", (), "divergence", step_min=64, step_max=123,
+         note="two-phase fine-tune, phase two (steps 64-123) at SGD lr 20"),
+    Case("faulty/dead_units_grow.py", (), "dead_units",
+         note="ReLU units that die during training at Adam lr 0.05"),
+]
+
+CASES = HEALTHY + FAULTY
