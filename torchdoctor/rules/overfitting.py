@@ -43,8 +43,9 @@ def overfitting(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: the model memorizing its training set. Judged on the validation passes
     (one point per pass, usually per epoch) against the mean training loss of the steps
     before each pass, over the whole run: validation passes are too few to split by phase, and
-    the priors it uses are the run's own best validation point and its pass-to-pass noise. Both curves are smoothed by a centred median of three, so one odd
-    evaluation decides nothing, and only the end of the run counts: a run that recovered
+    the priors it uses are the run's own best validation point and its pass-to-pass noise.
+    Both curves are smoothed by a centred median of three, so one odd evaluation decides
+    nothing, and only the end of the run counts: a run that recovered
     (an LR drop, a warm restart, a second descent) is clean. Any one of:
 
     - val_loss_rise: each of the last `patience` (3) passes has a validation loss at least
