@@ -1,19 +1,26 @@
-"""Live progress while the script trains: one line, redrawn in place below the script's output.
+"""Live progress while the script trains: one line at the bottom of the terminal, never in the script's way.
 
-rich's Live redraws it from its own thread four times a second, reading the timeline the probes
-fill (it never touches torch); the script's prints go above it through rich's stdout/stderr
-redirection, so the two never mix. The findings so far come from running the rules on the live
-timeline now and then, backing off when that costs more than a sliver of the time.
+The script's streams are not redirected: sys.stdout and sys.stderr become transparent proxies that forward
+every write unchanged (and every attribute: isatty(), fileno(), encoding, buffer...), so the script's own
+output, its tqdm bars included, is byte for byte what it is without torchdoctor. The proxies only watch:
+before a write reaches the terminal the live line is erased (so the text lands where it would have), and the
+line is redrawn only while every stream has ended on a newline. A carriage return or a cursor-moving escape
+means the script draws a progress display of its own: the live line is then erased and retired for good.
+The line is drawn from a thread four times a second, reading the timeline the probes fill (it never touches
+torch); the findings so far come from running the rules on the live timeline now and then, backing off when
+that costs more than a sliver of the time.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.live import Live
 from rich.text import Text
 
 from ..findings import Severity
@@ -21,14 +28,57 @@ from ..formatting import fmt, format_bytes
 from ..report import is_problem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from ..config import Config
     from ..timeline import MemorySample, Timeline
 
 RULES_EVERY_S = 2.0
-OTHER_PROGRESS = ("tqdm", "rich.progress", "alive_progress", "progressbar", "enlighten")
+REFRESH_S = 0.25
 RULES_BUDGET = 0.02  # at most this share of wall time spent re-running the rules
+ERASE = "\r\x1b[2K"
+# what a progress display writes: a carriage return that is not a line ending, or an escape that moves the
+# cursor or erases (colours, `m`, are fine)
+DRAWS_IN_PLACE = re.compile(r"\r(?!\n)|\x1b\[[0-9;?]*[ABCDEFGHJKSTfsu]")
+
+
+class WatchedStream:
+    """Stands in for sys.stdout or sys.stderr: forwards everything to the real stream, telling the live
+    line first so it can erase itself, and noticing a progress display of the script's own."""
+
+    def __init__(self, stream: Any, live: LiveProgress) -> None:
+        self._stream = stream
+        self._live = live
+        self.at_line_start = True
+
+    def write(self, s: str) -> int:
+        return self._live.before_write(self, s)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_current: list[LiveProgress] = []
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker (a DataLoader's) has no drawing thread and may hold a copy of a taken lock: its
+    proxies just forward."""
+    for live in _current:
+        live.lock = threading.RLock()
+        live.retired = True
+    _current.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LiveProgress:
@@ -38,26 +88,103 @@ class LiveProgress:
         self.memory_samples = memory_samples  # the run's, as they are sampled (the timeline gets them at the end)
         self.config = config
         self.console = console or Console(stderr=True)
-        self.live: Live | None = None
         self.counts: dict[Severity, int] = {}
         self.next_rules = 0.0
         self.interval = RULES_EVERY_S
+        self.lock = threading.RLock()
+        self.shown = False  # the line is on screen, the cursor at its end
+        self.retired = False  # the script draws its own progress (or we stopped): never draw again
+        self.terminal: Any = None
+        self.streams: list[WatchedStream] = []
+        self._saved: tuple[Any, Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
+    # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
-        self.live = Live(console=self.console, get_renderable=self.line, refresh_per_second=4, transient=True,
-                         redirect_stdout=True, redirect_stderr=True)
-        self.live.start()
+        self.terminal = self.console.file  # the real stream, taken before the proxies go in
+        self._saved = (sys.stdout, sys.stderr)
+        out, err = WatchedStream(sys.stdout, self), WatchedStream(sys.stderr, self)
+        self.streams = [out, err]
+        sys.stdout, sys.stderr = out, err
+        _current.append(self)
+        self._thread = threading.Thread(target=self._loop, name="torchdoctor-live", daemon=True)
+        self._thread.start()
 
     def stop(self) -> None:
-        if self.live is not None:
-            live, self.live = self.live, None
-            live.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        with self.lock:
+            self._erase()
+            self.retired = True
+        if self._saved is not None:
+            out, err = self._saved
+            self._saved = None
+            if sys.stdout is self.streams[0]:  # unless the script put in a stream of its own since
+                sys.stdout = out
+            if sys.stderr is self.streams[1]:
+                sys.stderr = err
+        if self in _current:
+            _current.remove(self)
 
-    def on_step(self) -> None:
-        """Called on the script's thread after each step: a script with a progress display of its
-        own keeps it, and this one steps aside rather than fight it for the bottom line."""
-        if self.live is not None and any(name in sys.modules for name in OTHER_PROGRESS):
-            self.stop()
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self.retired
+
+    # -- the script's writes ----------------------------------------------------
+    def before_write(self, stream: WatchedStream, s: str) -> int:
+        if self.retired:
+            return stream._stream.write(s)
+        with self.lock:
+            self._erase()
+            if isinstance(s, str) and DRAWS_IN_PLACE.search(s):
+                self.retired = True  # the script's own progress display: step aside for good
+            written = stream._stream.write(s)
+            if s:
+                stream.at_line_start = s.endswith("\n")
+            return written
+
+    def _erase(self) -> None:
+        if self.shown:
+            self.shown = False
+            self.terminal.write(ERASE)
+            self.terminal.flush()
+
+    # -- drawing ------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.retired:
+            self.refresh()
+            if self._stop.wait(REFRESH_S):
+                return
+
+    def refresh(self) -> None:
+        """Draw the line now, unless a stream is mid-line (the script's next bytes would land on it)."""
+        if self.retired or not all(s.at_line_start for s in self.streams):
+            return
+        frame = self._render(self.line())
+        with self.lock:
+            if self.retired or not all(s.at_line_start for s in self.streams):
+                return
+            for s in self.streams:  # complete lines only (each ends on a newline): out before we draw
+                s._stream.flush()
+            self.terminal.write(("\r" if self.shown else "") + frame + "\x1b[K")
+            self.terminal.flush()
+            self.shown = True
+
+    def _render(self, text: Text) -> str:
+        """The line as the terminal's escapes, one cell short of its width so it never wraps."""
+        width = self.console.width
+        try:
+            width = os.get_terminal_size(self.terminal.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            pass
+        text.no_wrap = True
+        text.truncate(max(width - 1, 10), overflow="ellipsis")
+        with self.console.capture() as capture:
+            self.console.print(text, end="", soft_wrap=True)
+        return capture.get()
 
     def line(self) -> Text:
         try:
