@@ -86,6 +86,8 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
     from .execfile import BadTarget, prepare_module, prepare_script
 
+    if target.startswith("-") and not Path(target).exists():
+        raise BadInput(unknown_option(target, run))
     json_target = check_output_path(json_path, "--json") if json_path else None
     html_target = check_output_path(html_path, "--html") if html_path else None
     try:
@@ -106,7 +108,66 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     from .session import Doctor
 
     doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose, **options)
-    return doctor.run(prepared, list(args)).status
+    try:
+        return doctor.run(prepared, list(args)).status
+    finally:
+        note = misplaced_options_note(args, target, module)
+        if note and _is_main_rank():
+            click.echo(note, err=True)
+
+
+def _option_names(command: click.Command) -> dict[str, bool]:
+    """Every option name of `command` (`--json`, `-q`, `--no-live`), with whether it takes a value."""
+    names: dict[str, bool] = {}
+    for param in command.params:
+        if isinstance(param, click.Option):
+            for name in (*param.opts, *param.secondary_opts):
+                names[name] = not (param.is_flag or param.count)
+    return names
+
+
+def unknown_option(arg: str, command: click.Command) -> str:
+    """`--jsn` where the script was expected: an option torchdoctor does not have, not a file."""
+    import difflib
+
+    name = arg.split("=", 1)[0]
+    known = [n for n in _option_names(command) if n.startswith("--")]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"see `torchdoctor {command.name} --help`"
+    return f"no such option: {name} ({hint})"
+
+
+def misplaced_options_note(args: tuple[str, ...] | list[str], target: str, module: bool) -> str | None:
+    """Options of `run` found among the script's arguments went to the script, as they must
+    (everything after SCRIPT is the script's); say so once, and how to give them to torchdoctor."""
+    options = _option_names(run)  # -h/--help is not among them: after the script it is the script's
+    found: list[str] = []
+    items = list(args)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg == "--":
+            break
+        name = arg.split("=", 1)[0]
+        if name in options:
+            takes_value = options[name] and "=" not in arg and i + 1 < len(items)
+            found.append(f"{arg} {items[i + 1]}" if takes_value else arg)
+            i += 1 if takes_value else 0
+        i += 1
+    if not found:
+        return None
+    shown = " ".join(found)
+    script = f"-m {target}" if module else target
+    them = "it" if len(found) == 1 else "them"
+    return (f"torchdoctor: note: {', '.join(found)} went to {target} (everything after the script is the "
+            f"script's). For torchdoctor, put {them} before the script: torchdoctor run {shown} {script} ...")
+
+
+def _is_main_rank() -> bool:
+    from .distributed import detect
+
+    rank = detect()
+    return rank is None or rank.is_main
 
 
 @cli.command()
@@ -149,36 +210,81 @@ def rules() -> None:
 
     from .rules import all_rules
 
-    table = Table(show_lines=False, box=None, pad_edge=False)
-    table.add_column("code", style="bold")
-    table.add_column("severity")
-    table.add_column("what it finds")
-    table.add_column("thresholds (defaults)", style="dim")
-    for r in all_rules():
-        params = ", ".join(f"{k}={p.default:g}" for k, p in r.params.items())
-        table.add_row(r.code, r.severity.label, r.summary, params)
-    Console().print(table)
+    # Thresholds one to a line and never cut: every one readable in full at 80 columns, where the
+    # severity goes under the code to leave the summary room.
+    console = Console()
+    narrow = console.width < 100
+    rows = [(r, [f"{k}={threshold_text(p)}" for k, p in r.params.items()]) for r in all_rules()]
+    widest = max((len(line) for _, lines in rows for line in lines), default=10)
+    table = Table(box=None, pad_edge=False, padding=(0, 2, 1, 0))
+    table.add_column("code" + ("\nseverity" if narrow else ""), no_wrap=True)
+    if not narrow:
+        table.add_column("severity", no_wrap=True)
+    table.add_column("what it finds", ratio=1, min_width=16)
+    table.add_column("thresholds (defaults)", style="dim", min_width=widest, overflow="fold")
+    for r, lines in rows:
+        code = f"[bold]{r.code}[/bold]" + (f"\n{r.severity.label}" if narrow else "")
+        cells = [code] if narrow else [code, r.severity.label]
+        table.add_row(*cells, r.summary, "\n".join(lines))
+    console.print(table)
+
+
+def threshold_text(param: Any) -> str:
+    """A threshold as a person reads it: 1000, not 1000.0; 16 MiB, not 1.67772e+07."""
+    value = float(param.default)
+    if is_bytes(param):
+        from .formatting import format_bytes
+
+        return format_bytes(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def is_bytes(param: Any) -> bool:
+    """A threshold in bytes: declared so (`unit`), or described so ("bytes per step ...")."""
+    return getattr(param, "unit", None) == "bytes" or param.help.lower().startswith("bytes")
+
+
+def find_rule_code(code: str, codes: list[str]) -> tuple[str | None, list[str]]:
+    """The rule `code` names, in any case and with hyphens for underscores; else the closest
+    codes, compared whole and word by word (`explode` is close to `exploding`, not to the whole
+    of `exploding_gradients`)."""
+    import difflib
+
+    wanted = code.strip().lower().replace("-", "_").replace(" ", "_")
+    if wanted in codes:
+        return wanted, []
+
+    def score(candidate: str) -> float:
+        parts = [candidate, *candidate.split("_")]
+        best = max(difflib.SequenceMatcher(None, wanted, part).ratio() for part in parts)
+        return 1.0 if len(wanted) >= 4 and wanted in candidate else best
+
+    scored = sorted(((score(c), c) for c in codes), key=lambda sc: (-sc[0], sc[1]))
+    top = scored[0][0] if scored else 0.0
+    return None, [c for s, c in scored if s >= max(0.7, top - 0.05)][:3]
 
 
 @cli.command()
 @click.argument("code")
 def explain(code: str) -> None:
-    """Explain one diagnosis: what it finds, why it matters, what to do."""
+    """Explain one diagnosis: what it finds, why it matters, what to do (CODE in any case)."""
     from .rules import REGISTRY
 
-    rule = REGISTRY.get(code)
-    if rule is None:
-        import difflib
-
-        close = difflib.get_close_matches(code, list(REGISTRY), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else " (see `torchdoctor rules`)"
+    found, close = find_rule_code(code, list(REGISTRY))
+    if found is None:
+        names = ", ".join(close[:-1]) + " or " + close[-1] if len(close) > 1 else "".join(close)
+        hint = f" (did you mean {names}?)" if close else " (see `torchdoctor rules`)"
         raise BadInput(f"unknown finding code {code!r}{hint}")
+    rule = REGISTRY[found]
     click.echo(f"{rule.code} ({rule.severity.label}): {rule.summary}\n")
     click.echo(rule.explanation)
     if rule.params:
         click.echo("\nThresholds (change with --set CODE.NAME=VALUE or [tool.torchdoctor." + rule.code + "]):")
         for name, p in rule.params.items():
-            click.echo(f"  {name} = {p.default:g}    {p.help}")
+            shown = threshold_text(p)
+            if is_bytes(p):
+                shown += f" ({float(p.default):.0f} bytes, the unit --set takes)"
+            click.echo(f"  {name} = {shown}    {p.help}")
     click.echo(f"\nSwitch off with --disable {rule.code} or [tool.torchdoctor] disable = [\"{rule.code}\"].")
 
 

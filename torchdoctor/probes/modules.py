@@ -16,6 +16,8 @@ traceback.
 from __future__ import annotations
 
 import contextlib
+import re
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
     from .shared import Handlers
 
 _ABSENT = object()
+# PyTorch warns on every call of a torch.compile'd module while a global module hook exists. Those
+# hooks are ours, and the probes expect the extra call they cause: the warning is noise to the
+# user (it says "global hooks" of a script that has none), and once widened it points into us.
+_COMPILE_HOOK_WARNING = re.escape("Using `torch.compile(module)` when there are global hooks on modules")
 
 
 class ModuleProbe:
@@ -41,8 +47,16 @@ class ModuleProbe:
         self.watched: dict[int, torch.nn.Module] = {}  # the roots, once discovery is over
         self.patched: dict[type, Any] = {}  # class -> its own __call__ before (or _ABSENT)
         self.widened: torch.nn.Module | None = None  # the root whose layers this forward watches
+        self._filters: list[Any] = []  # the warnings filters install() added, for remove()
 
     def install(self) -> None:
+        # Silence PyTorch's warning where it points into torchdoctor (always ours), and everywhere
+        # while the script has no global module hooks of its own (then every global hook is ours).
+        warnings.filterwarnings("ignore", _COMPILE_HOOK_WARNING, UserWarning, r"torchdoctor(\.|$)")
+        self._filters = [warnings.filters[0]]
+        if not module_globals._has_any_global_hook():
+            warnings.filterwarnings("ignore", _COMPILE_HOOK_WARNING, UserWarning)
+            self._filters.append(warnings.filters[0])
         self._add_global()
 
     def _add_global(self) -> None:
@@ -62,6 +76,10 @@ class ModuleProbe:
 
     def remove(self) -> None:
         self._remove_global()
+        for entry in self._filters:
+            with contextlib.suppress(ValueError):
+                warnings.filters.remove(entry)
+        self._filters = []
         self._unwatch()
         self.widened = None
 
@@ -85,6 +103,15 @@ class ModuleProbe:
             self._unwatch()
             return
         self._remove_global()
+
+    def watch_root(self, module: torch.nn.Module) -> None:
+        """Add a root to the watch once discovery is over (a model a nested watch was given,
+        first trained after the first steps). Before, or on the global hooks for good (TorchScript,
+        a class that refused the watch), the global hooks find it on their own."""
+        if not self.settled or not self.watched or id(module) in self.watched:
+            return
+        self._watch_class(type(module))
+        self.watched[id(module)] = module
 
     def _watch_class(self, cls: type) -> None:
         if cls in self.patched:
