@@ -48,7 +48,9 @@ def fit(
 
     Each epoch's mean training loss (and validation loss and, for integer targets,
     accuracy) goes into `history`; the report is in `.report` and is printed at the
-    end unless `print_report=False` is passed.
+    end unless `print_report=False` is passed. Inside another watch (a script run with
+    `torchdoctor run`), it joins that one: the run has one report, and `.report` is the diagnosis
+    of what had been recorded when training here ended.
     """
     dev = torch.device(device) if device is not None else None
     result = FitResult()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,11 +22,13 @@ from .probes.data import DataProbe
 from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
+from .probes.process import peak_rss
 from .recorder import Recorder
 from .report import Report
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# The doctors watching this process (at most one: a watch started while one is active joins it).
 _active: list[Doctor] = []
 
 
@@ -85,13 +86,16 @@ class Doctor:
         self.report: Report | None = None
         self._probes: list[Any] = []
         self._started = 0.0
+        self._silenced = False  # a rank other than 0: nothing of this run is shown, not even a nested watch's
+        self._outer: Doctor | None = None  # the doctor this one joined (a watch nested in a watch, or in `run`)
+        self._joined: list[Doctor] = []  # the watches that joined this one: their files get the final report
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> Doctor:
         if self.recorder is not None:
             raise RuntimeError("this Doctor is already watching; use a new one per run")
         if _active:
-            raise RuntimeError("another torchdoctor watch is already active in this process")
+            return self._join(_active[-1])
         self.report = None
         self.recorder = Recorder(self.models or None, self.optimizers or None)
         modules = ModuleProbe(self.recorder)
@@ -120,8 +124,7 @@ class Doctor:
         console = self.live if isinstance(self.live, Console) else None
         try:
             self._progress = LiveProgress(self.recorder.timeline, self.recorder.memory_samples, self.config, console)
-            self._progress.start()
-            self.recorder.on_step(self._progress.on_step)
+            self._progress.start()  # steps aside by itself when the script draws a progress bar of its own
         except Exception as exc:
             self._progress = None
             self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)
@@ -130,6 +133,8 @@ class Doctor:
         """Detach every hook, then diagnose. Safe to call once after `start`."""
         if self.recorder is None:
             raise RuntimeError("this Doctor was not started")
+        if self._outer is not None:
+            return self._leave(exit_status, exception)
         if self._progress is not None:
             progress, self._progress = self._progress, None
             try:
@@ -153,7 +158,9 @@ class Doctor:
         run.exit_status = exit_status
         if exception is not None:
             run.script_exception = f"{type(exception).__name__}: {exception}"
-        rec.timeline.memory.peak_rss = _peak_rss()
+        from .report import interruption
+        run.interrupted = interruption(exception)
+        rec.timeline.memory.peak_rss = peak_rss()
         rec.timeline.memory.budget = self.config.memory_budget
         self.report = self.diagnose()
         rec.close()
@@ -173,25 +180,21 @@ class Doctor:
         )
 
     def emit(self) -> None:
-        """Print and save the report as configured; never raises into the user's code."""
+        """Print and save the report as configured; never raises into the user's code. A watch that
+        joined another writes its files now (what was recorded so far: a script may read them after
+        its `with` block) and the outer doctor writes them again with the final report; it prints only
+        when the outer doctor prints nothing, so the run shows one report."""
         if self.report is None:
             return
-        from . import jsonreport
-
-        if self.json_path is not None:
-            try:
-                jsonreport.write(self.report, self.json_path)
-            except OSError as exc:
-                print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
-        if self.html_path is not None:
-            try:
-                from .render.html import write_html
-
-                write_html(jsonreport.to_dict(self.report), self.html_path)
-            except Exception as exc:  # the HTML is an extra: its failure must not fail the run
-                print(f"torchdoctor: could not write {self.html_path}: {exc}", file=sys.stderr)
+        outer = self._outer
+        if outer is not None and outer._silenced:
+            return
+        self._write(self.report)
+        if outer is None:
+            for inner in self._joined:
+                inner._write(self.report)
         # Asked for by name, the memory and gradient reports print even with -q.
-        if self.print_report or self.memory_report or self.gradient_report:
+        if self._prints() and (outer is None or not outer._prints()):
             try:
                 from .render import render
 
@@ -199,6 +202,51 @@ class Doctor:
                        findings=self.print_report, gradients=self.gradient_report)
             except Exception as exc:  # a broken terminal must not break the patient
                 print(f"torchdoctor: could not print the report: {exc}", file=sys.stderr)
+
+    def _prints(self) -> bool:
+        return self.print_report or self.memory_report or self.gradient_report
+
+    def _write(self, report: Report) -> None:
+        """The JSON and HTML files asked for; a failure is said on stderr, never raised."""
+        from . import jsonreport
+
+        if self.json_path is not None:
+            try:
+                jsonreport.write(report, self.json_path)
+            except Exception as exc:
+                print(f"torchdoctor: could not write {self.json_path}: {exc}", file=sys.stderr)
+        if self.html_path is not None:
+            try:
+                from .render.html import write_html
+
+                write_html(jsonreport.to_dict(report), self.html_path)
+            except Exception as exc:  # the HTML is an extra: its failure must not fail the run
+                print(f"torchdoctor: could not write {self.html_path}: {exc}", file=sys.stderr)
+
+    # -- a watch inside a watch (the script of `torchdoctor run` using the API) ------------------
+    def _join(self, outer: Doctor) -> Doctor:
+        """Start as part of `outer`: no probes of its own (the outer ones see everything), `log()`
+        into the outer recorder, and its models watched by the outer doctor where that one
+        discovers them. One doctor at most is active; a third watch joins the same one."""
+        from .nesting import note_models
+
+        self._outer, self.recorder, self.report = outer, outer.recorder, None
+        if self.json_path is not None or self.html_path is not None:
+            outer._joined.append(self)
+        if outer._prints():  # the one report shows the tables the script asked for
+            outer.memory_report = outer.memory_report or self.memory_report
+            outer.gradient_report = outer.gradient_report or self.gradient_report
+        note_models(outer.recorder, outer._probes, self.models)
+        return self
+
+    def _leave(self, exit_status: int | None, exception: BaseException | None) -> Report:
+        """End a joined watch: the diagnosis of what the outer doctor has recorded so far, the outer
+        doctor still watching."""
+        from .nesting import snapshot
+
+        assert self.recorder is not None and self._outer is not None
+        self.report = snapshot(self.recorder, self.config, self._outer._started, exit_status, exception)
+        return self.report
 
     def run(self, target: str | Target, args: Sequence[str] = (), *, module: bool = False) -> RunResult:
         """Run a script (or, with `module`, a module) unchanged under this watch: what
@@ -247,6 +295,7 @@ class Doctor:
         self.json_path = self.html_path = None
         self.print_report = self.memory_report = self.gradient_report = False
         self.live = False
+        self._silenced = True
 
     def fails(self, threshold: Severity | str | None = None) -> bool:
         """True when a finding at or above the threshold (default: config.fail_on) was made."""
@@ -308,6 +357,10 @@ def watch(
     Options: `config`, `json_path`, `print_report` (default True), `verbose`, `console`,
     `memory_budget` ("16GiB": check that a step would fit there), `memory_report` and
     `gradient_report` (print those tables), `html_path` (write the HTML report there).
+
+    Started while another watch is active (under `torchdoctor run`, or nested), it joins that one:
+    no probes of its own, `log()` into the outer recording, its files written with the outer
+    report, and `doctor.report` the diagnosis of what had been recorded when its block ended.
     """
     return Doctor(model, optimizer, **options)
 
@@ -318,11 +371,3 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
-
-
-def _peak_rss() -> int | None:
-    try:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(peak * (1 if sys.platform == "darwin" else 1024))
-    except Exception:
-        return None

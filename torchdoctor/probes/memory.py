@@ -15,15 +15,14 @@ Two measurements, both cheap enough to leave on:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from ..timeline import MemoryProfile, MemorySample, ModuleMemory
+from .process import heap_in_use, process_rss
 
 FIRST_STEPS = 20  # sampled every step
 EVERY = 10  # then every this many steps
@@ -67,66 +66,6 @@ def optimizer_state_tensors(optimizer: Any) -> Iterable[torch.Tensor]:
                         yield value
     except Exception:
         return
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
-                 "keepcost")]
-
-
-def _glibc_mallinfo() -> Callable[[], Any] | None:
-    """glibc's `mallinfo2`: the bytes malloc has handed out and not got back, exact and ~1 us to
-    read, where RSS moves by tens of MiB with the allocator's whims. None elsewhere."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        function = libc.mallinfo2
-    except (OSError, AttributeError, TypeError):
-        return None
-    function.restype = _MallInfo2
-    function.argtypes = []
-    return function
-
-
-_MALLINFO: list[Callable[[], Any] | None] = []
-
-
-def heap_in_use() -> int | None:
-    """Bytes of CPU memory allocated through malloc (CPU tensors included) and not freed."""
-    if not _MALLINFO:
-        _MALLINFO.append(_glibc_mallinfo())
-    function = _MALLINFO[0]
-    if function is None:
-        return None
-    try:
-        info = function()
-        return int(info.uordblks + info.hblkhd)
-    except Exception:
-        return None
-
-
-_PROCESS: list[Any] = []
-
-
-def _rss() -> int | None:
-    try:
-        if not _PROCESS:
-            import psutil
-
-            _PROCESS.append(psutil.Process())
-        return int(_PROCESS[0].memory_info().rss)
-    except Exception:
-        return None
-
-
-def machine_ram() -> int | None:
-    """The CPU's capacity: the machine's RAM."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except Exception:
-        return None
 
 
 def cuda_counters(device: torch.device | None) -> dict[str, int] | None:
@@ -263,7 +202,7 @@ class MemoryMeter:
     def sample(self, step: int) -> None:
         counters = cuda_counters(self.device)
         self.samples.append(MemorySample(
-            step=step, rss=_rss(), heap=heap_in_use(),
+            step=step, rss=process_rss(), heap=heap_in_use(),
             allocated=counters["allocated"] if counters else None,
             reserved=counters["reserved"] if counters else None,
         ))

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..probes.habits import loss_prior
-from ..probes.memory import machine_ram
+from ..probes.process import machine_ram
 from ..probes.shared import Shared
 from ..timeline import Timeline
 from .amp import AmpWatch

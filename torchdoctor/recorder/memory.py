@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from ..probes.memory import GraphTags, cuda_capacity, cuda_counters, machine_ram
+from ..probes.memory import GraphTags, cuda_capacity, cuda_counters
+from ..probes.process import machine_ram
 from ..probes.shared import Shared
 from ..timeline import Timeline
 from .models import RootState, compiled_original
