@@ -73,7 +73,7 @@ def test_healthy_ddp_run_is_reported_once_by_rank0(tmp_path):
     assert [f for f in report["findings"] if f["severity"] != "info"] == []
     assert report["run"]["failed_ranks"] == []
     assert [(r["status"], r["exit_status"], r["steps"]) for r in report["run"]["ranks"]] == [("reported", 0, 8)] * 2
-    assert "healthy: 8 steps" in result.stderr
+    assert "judged on 8 steps: too few to call it healthy" in result.stderr
     assert "2 ranks: ranks 0-1 exit 0" in result.stderr
     assert result.stdout.count("trained 8 steps on 2 ranks") == 1  # the script's own output is untouched
 

@@ -209,3 +209,134 @@ def test_browser_screenshot_is_not_blank(pages, chromium, tmp_path):
     assert pixels.std() > 0.05, "the screenshot is (almost) one colour"
     assert (pixels.mean(axis=2) < 0.9).mean() > 0.05, "too little drawn on the page"
 
+
+
+# -- one rule for the terminal and the page (hand-made reports) -----------------------------------
+
+CARD = re.compile(r"<article class=\"finding [^\"]*\" id=\"finding-([a-z_]+)\">")
+TERMINAL_FINDING = re.compile(r"^↳? ?(?:CRITICAL|ERROR|WARNING|INFO)  ([a-z_]+)", re.M)
+
+
+def _shown_and_hidden(page: str) -> tuple[list[str], list[str]]:
+    """The cards shown unasked, and those folded under the info toggle."""
+    shown, _, folded = page.partition("<details class=\"more-findings\">")
+    return CARD.findall(shown), CARD.findall(folded)
+
+
+def _with_info_cause():
+    from tests.test_terminal_golden import timeline
+    from torchdoctor.findings import Finding, Fix, Severity
+    from torchdoctor.report import Report
+    from torchdoctor.rules.causes import link
+
+    tl = timeline()
+    raw = Finding("unnormalized_input", Severity.INFO, "Inputs range 0-255", step=0, evidence={"max": 255.0},
+                  fixes=[Fix("normalize_input", "Divide the inputs by 255.")])
+    saturated = Finding("saturated_activations", Severity.WARNING, "92% of act's outputs pinned", step=2,
+                        where="act", evidence={"fraction": 0.92}, fixes=[Fix("normalize_input", "Divide by 255.")])
+    return Report(tl, findings=link([saturated, raw], tl))
+
+
+def test_the_terminal_and_the_page_show_and_count_the_same_findings():
+    """Three problems and an info finding: both show the three, both hide the info one (the page
+    folds it under a toggle, -v shows it in the terminal), both say "3 problems found"; an info
+    finding that explains a problem is shown by both and counted as what it is."""
+    from tests.test_terminal_golden import problem_report, text_of
+
+    for report, count, hidden in [
+        (problem_report(), "3 problems found (worst: critical)", ["dataloader_bottleneck"]),
+        (_with_info_cause(), "1 problem found (worst: warning), with 1 info finding", []),
+    ]:
+        text, page = text_of(report), render_html(to_dict(report))
+        shown_cards, folded = _shown_and_hidden(page)
+        assert TERMINAL_FINDING.findall(text) == shown_cards, (text, shown_cards)
+        assert folded == hidden and not any(code in text for code in hidden)
+        banner = re.search(r"<div class=\"banner problem [a-z]+\">([^<]*)</div>", page).group(1)
+        assert banner.startswith(count) and f"\n{count}" in text
+        assert (len(shown_cards), len(folded)) == tuple(map(len, report.default_view()))
+    verbose = text_of(problem_report(), verbose=True)
+    assert "dataloader_bottleneck" in verbose and "3 problems found (worst: critical), with 1 info finding" in verbose
+
+
+def test_the_banner_never_calls_an_interrupted_or_short_run_healthy():
+    from tests.test_terminal_golden import healthy_report, interrupted_report, short_report
+    from torchdoctor.jsonreport import from_dict
+
+    data = to_dict(interrupted_report())
+    assert data["run"]["interrupted"] == "Ctrl-C"
+    assert from_dict(json.loads(json.dumps(data))).timeline.run.interrupted == "Ctrl-C"
+    page = render_html(data)
+    assert "interrupted at step 24 (Ctrl-C): judged on 24 steps" in page and "✔ healthy" not in page
+    assert "1 info finding, not a problem (unfold below)" in page
+    assert _shown_and_hidden(page) == ([], ["dataloader_bottleneck"])
+    page = render_html(to_dict(short_report()))
+    assert "judged on 6 steps: too few to call it healthy · loss 2.3 → 1.2" in page and "✔ healthy" not in page
+    assert "✔ healthy: 24 steps" in render_html(to_dict(healthy_report()))
+
+
+# -- what the plots draw --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The lines of each figure the plots draw, read just before it is saved as PNG."""
+    from torchdoctor.render import plots
+
+    figures: list[list[dict]] = []
+    save = plots._png
+
+    def keep(fig):
+        figures.append([{"label": line.get_label(), "x": list(line.get_xdata()), "y": list(line.get_ydata()),
+                         "linestyle": line.get_linestyle(), "marker": line.get_marker(),
+                         "ylabel": ax.get_ylabel()}
+                        for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")])
+        figures[-1].append({"texts": [t.get_text() for ax in fig.axes for t in ax.texts]})
+        return save(fig)
+
+    monkeypatch.setattr(plots, "_png", keep)
+    return figures
+
+
+def test_sampled_training_accuracy_is_drawn_as_markers_only(drawn):
+    from tests.test_terminal_golden import long_timeline
+    from torchdoctor.render import plots
+    from torchdoctor.report import Report
+
+    tl = long_timeline()
+    for record in tl.steps[::8]:
+        record.accuracy = 0.25 + record.step / 100
+    assert plots.accuracy_plot(to_dict(Report(tl))) is not None
+    (train,) = [line for line in drawn[-1] if line.get("label", "").startswith("train accuracy")]
+    assert train["linestyle"] == "None" and train["marker"] == "o"
+    assert train["x"] == [0, 8, 16]  # only the steps measured: nothing drawn between them
+
+
+def test_finding_labels_near_each_other_share_one_label():
+    from torchdoctor.render.plots import label_groups
+
+    groups = label_groups({0.0: ["unnormalized_input"], 0.5: ["dead_units"], 40.0: ["divergence"]}, 0, 100)
+    assert groups == [(0.0, ["unnormalized_input", "dead_units"]), (40.0, ["divergence"])]
+
+
+def test_the_memory_plot_draws_the_counter_the_leak_was_measured_by(drawn):
+    """373 B a step of malloc's heap beside an RSS of 600 MiB: on one MiB axis the leak is a flat
+    line; the plot draws the heap alone, as growth since its first sample, in bytes."""
+    from tests.test_terminal_golden import long_timeline
+    from torchdoctor.findings import Finding, Severity
+    from torchdoctor.render import plots
+    from torchdoctor.report import Report
+    from torchdoctor.timeline import MemorySample
+
+    tl = long_timeline()
+    tl.memory.samples = [MemorySample(step=s, rss=600 * 2**20, heap=200 * 2**20 + 373 * s) for s in range(24)]
+    leak = Finding("memory_leak", Severity.INFO, "Memory grows 373 B per step", evidence={
+        "growth_per_step_bytes": 373, "measured_by": "malloc bytes in use"})
+    data = to_dict(Report(tl, findings=[leak]))
+    assert plots.leak_counter(data) == "heap_bytes"
+    assert plots.memory_timeline_plot(data) is not None
+    (line,) = drawn[-1][:-1]
+    assert line["label"].startswith("malloc heap in use: growth since step 0") and line["ylabel"] == "KiB above step 0"
+    assert line["y"][0] == 0 and line["y"][-1] == pytest.approx(373 * 23 / 1024)
+    data["findings"] = []  # no leak named: every counter, in MiB
+    plots.memory_timeline_plot(data)
+    assert {line["label"] for line in drawn[-1][:-1]} == {"process RSS", "malloc heap in use"}

@@ -127,7 +127,8 @@ def test_a_loop_that_updates_the_weights_by_hand_is_a_training_loop():
     assert tl.steps[-1].loss < tl.steps[0].loss
     assert any(r.update_ratio for r in tl.steps)
     leak = doctor.report.by_code("memory_leak")
-    assert leak is not None and leak.severity is Severity.ERROR, doctor.report.codes()
+    # 5.6 KiB a step: a warning by its projection (negligible over 10x this run, a third of RAM over 1M steps)
+    assert leak is not None and leak.severity is Severity.WARNING, doctor.report.codes()
 
 
 def test_gradient_accumulation_without_a_step_is_not_taken_for_a_hand_made_loop():

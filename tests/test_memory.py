@@ -195,7 +195,12 @@ def test_a_leaking_loop_is_found_with_its_cause(leak, action, cause):
     result = run_script(EXAMPLES / "memory_leak.py", "--leak", leak, "--steps", "60")
     finding = result.report.by_code("memory_leak")
     assert finding is not None, result.codes
-    assert finding.severity is Severity.ERROR
+    # Severity from the projection on this machine: kilobytes a step (graphs, loss tensors) are a
+    # warning; a forward's activations a step are an error once 10x this run takes a tenth of memory.
+    evidence = finding.evidence
+    serious = evidence["projected_growth_over_10x_this_run_bytes"] >= 0.1 * evidence["memory_available_bytes"]
+    expected = Severity.ERROR if leak in ("retain", "eval") and serious else Severity.WARNING
+    assert finding.severity is expected, (finding.severity, finding.title)
     assert cause in finding.title
     assert finding.fixes[0].action == action
     evidence = finding.evidence

@@ -143,7 +143,7 @@ def test_the_report_command_rejects_what_is_not_a_report_in_one_line(tmp_path, c
     assert message in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_live_progress_redraws_one_line_below_the_scripts_output():
+def test_live_progress_redraws_one_line_below_the_scripts_output(capsys):
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120)
     model = nn.Linear(8, 2)
@@ -160,7 +160,7 @@ def test_live_progress_redraws_one_line_below_the_scripts_output():
     out = buf.getvalue()
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out)
     assert "torchdoctor ▸ step" in plain and "loss " in plain and "grad norm" in plain
-    assert "the script's own line\n" in plain  # printed above the live line, whole
+    assert capsys.readouterr().out == "the script's own line\n"  # the script's own stream, untouched
     assert out.rstrip().endswith("\x1b[2K")  # transient: the line is erased at the end
 
 
@@ -203,19 +203,18 @@ def test_run_writes_the_html_report_and_a_bad_path_is_one_line(tmp_path):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--html" in bad.stderr
 
 
-def test_live_progress_steps_aside_for_the_scripts_own_progress_bar(monkeypatch):
-    import sys
-    import types
-
+def test_live_progress_steps_aside_for_the_scripts_own_progress_bar(capsys):
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=120)
     model = nn.Linear(8, 2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with torchdoctor.watch(live=console, print_report=False) as doctor:
-        monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))  # the script imports tqdm
+        import tqdm  # noqa: F401  (imported is not drawn: the live line stays)
         loss = F.cross_entropy(model(torch.randn(16, 8)), torch.randint(0, 2, (16,)))
         loss.backward()
         optimizer.step()
-        assert doctor._progress.live is None  # stopped at the first step
-        print("tqdm's line")
+        assert doctor._progress.running
+        print("\rstep 1", end="")  # the script draws a progress line in place
+        assert not doctor._progress.running  # stepped aside, for good
+    assert capsys.readouterr().out == "\rstep 1"
     assert doctor.report.timeline.steps

@@ -101,8 +101,31 @@ def problem_findings() -> list[Finding]:
     ]
 
 
+def long_timeline() -> Timeline:
+    """The six steps and 18 more at the last loss and norm: 24 steps, enough to call a run healthy
+    (report.MIN_JUDGED_STEPS); six are too few."""
+    tl = timeline()
+    for i in range(6, 24):
+        tl.add_step(StepRecord(step=i, epoch=1, loss=1.2, lr=0.1, grad_norm=1.25, layer_grad_norms=[1.0, 0.25],
+                               update_ratio=1e-3, layer_update_ratios=[1.2e-3, 8e-4]))
+    tl.backward_calls = 24
+    return tl
+
+
 def healthy_report() -> Report:
+    return Report(long_timeline(), not_evaluated={"memory_leak": "memory was not sampled often enough"})
+
+
+def short_report() -> Report:
     return Report(timeline(), not_evaluated={"memory_leak": "6 steps; a trend needs 20"})
+
+
+def interrupted_report() -> Report:
+    tl = long_timeline()
+    tl.run.exit_status, tl.run.interrupted = 130, "Ctrl-C"
+    waited = Finding("dataloader_bottleneck", Severity.INFO, "The GPU waited for data 12% of the time",
+                     evidence={"wait_share": 0.12}, fixes=[Fix("more_workers", "Use num_workers=4.")])
+    return Report(tl, findings=[waited])
 
 
 def empty_report() -> Report:
@@ -173,7 +196,7 @@ def ranks_report() -> Report:
 def healthy_ranks_report() -> Report:
     ranks = [{"rank": r, "status": "reported", "exit_status": 0, "exception": None, "steps": 6, "findings": 0}
              for r in range(4)]
-    return Report(timeline(), ranks=ranks)
+    return Report(long_timeline(), ranks=ranks)
 
 
 def text_of(report: Report, **options: bool) -> str:
@@ -197,15 +220,29 @@ def styled_line(report: Report, starts: str) -> str:
 # -- the expected text ------------------------------------------------------------------------------
 
 HEALTHY = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
-✔ healthy: 6 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 2.25 (max 4)
+torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
 not evaluated (-v says why): memory_leak
 """
 
-HEALTHY_VERBOSE = """\
+SHORT = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
-✔ healthy: 6 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 2.25 (max 4)
-not evaluated: memory_leak (6 steps; a trend needs 20)
+• judged on 6 steps: too few to call it healthy · loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%),
+grad norm median 2.25 (max 4)
+not evaluated (-v says why): memory_leak
+"""
+
+INTERRUPTED = """\
+torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 130
+• interrupted at step 24 (Ctrl-C): judged on 24 steps · loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc
+70.3%), grad norm median 1.25 (max 4)
+1 info finding, not a problem (-v shows it)
+"""
+
+HEALTHY_VERBOSE = """\
+torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
+not evaluated: memory_leak (memory was not sampled often enough)
 """
 
 NOTHING_TO_DIAGNOSE = """\
@@ -215,6 +252,7 @@ torchdoctor train.py · 0 steps · cpu · 0.5 s · exit 1
 
 PROBLEMS = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+3 problems found (worst: critical); 1 more info finding, not a problem (-v shows it)
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
   evidence: grad norm: 2.4e+04; median grad norm: 2; ratio: 1.2e+04
@@ -239,6 +277,7 @@ torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
 
 PROBLEMS_VERBOSE = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+3 problems found (worst: critical), with 1 info finding
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
   evidence: grad norm: 2.4e+04; median grad norm: 2; ratio: 1.2e+04; largest layers: [{'layer':
@@ -272,6 +311,7 @@ torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
 
 CAUSES = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+4 problems found (worst: error)
  ERROR  missing_zero_grad · step 1 · epoch 0
   No zero_grad() in 6 steps: each step's gradients were added to all the earlier ones
   evidence: zero grad calls: 0; steps checked: 5; growth: 30
@@ -334,6 +374,7 @@ fc2                Linear       1 MiB      1 MiB        7 MiB          13.6%
 
 RANKS = """\
 torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+2 problems found (worst: critical)
  CRITICAL  script_error
   Ranks 2-3 died without reporting
   evidence: rank: 2; ranks: 2, 3; status: died
@@ -361,8 +402,8 @@ fc2                Linear           1 MiB      1 MiB        7 MiB          13.6%
 """
 
 HEALTHY_RANKS = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
-✔ healthy: 6 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 2.25 (max 4)
+torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
 4 ranks: ranks 0-3 exit 0
 """
 
@@ -373,6 +414,22 @@ torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 def test_a_healthy_run_is_one_line_with_its_numbers():
     """The header, the healthy line backed by its numbers, and one line naming what was not judged."""
     assert text_of(healthy_report()) == HEALTHY
+
+
+def test_a_run_judged_on_too_few_steps_is_not_called_healthy():
+    """Six steps: the trend rules could not judge, so no problem found is no clean bill of health."""
+    report = short_report()
+    assert report.healthy and report.caveat() == "judged on 6 steps: too few to call it healthy"
+    assert text_of(report) == SHORT and "✔" not in text_of(report, verbose=True)
+
+
+def test_an_interrupted_run_says_so_and_is_not_called_healthy():
+    """Ctrl-C after 24 steps: the line says where it stopped and what was judged; the info finding
+    hidden and counted, as the HTML counts it."""
+    assert text_of(interrupted_report()) == INTERRUPTED
+    verbose = text_of(interrupted_report(), verbose=True)
+    assert "• interrupted at step 24 (Ctrl-C): judged on 24 steps\n" in verbose and "✔" not in verbose
+    assert " INFO  dataloader_bottleneck" in verbose
 
 
 def test_verbose_says_why_a_rule_was_not_evaluated():

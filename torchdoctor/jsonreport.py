@@ -58,6 +58,7 @@ def to_dict(report: Report) -> dict[str, Any]:
         "run": {
             "argv": run.argv,
             "exit_status": run.exit_status,
+            "interrupted": run.interrupted,
             "duration_s": round(run.duration_s, 3) if run.duration_s is not None else None,
             "torch_version": run.torch_version,
             "device": run.device,
@@ -194,6 +195,7 @@ def _timeline_from(data: dict[str, Any]) -> Timeline:
         torch_version=run.get("torch_version", ""), device=run.get("device", "cpu"),
         world_size=run.get("world_size", 1), epochs=run.get("epochs"),
         cpu_count=(run.get("machine") or {}).get("cpu_count"), ram_bytes=(run.get("machine") or {}).get("ram_bytes"),
+        interrupted=run.get("interrupted"),
     ))
     prior = run.get("prior")
     tl.prior = LossPrior(**prior) if isinstance(prior, dict) else None

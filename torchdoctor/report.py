@@ -20,6 +20,9 @@ MAX_SERIES_POINTS = 2000
 TREND_POINTS = 16  # the sparkline of a layer's gradient norm
 HEATMAP_STEPS = 200
 GRADIENT_CODES = frozenset({"exploding_gradients", "vanishing_gradients", "nonfinite_gradient"})
+# Fewer steps than this and the trend rules (memory_leak needs 20 steps, divergence 30 losses,
+# loss_plateau 50) could not judge: no problem found is then no evidence of health.
+MIN_JUDGED_STEPS = 20
 T = TypeVar("T")
 
 
@@ -39,6 +42,72 @@ def is_problem(severity: Severity) -> bool:
     """What keeps a run from being called healthy: a finding at warning or above. The one place
     that says so, for Report.healthy, the terminal report and the HTML banner alike."""
     return severity >= Severity.WARNING
+
+
+def interruption(exception: BaseException | None) -> str | None:
+    """How a run was cut short, for RunInfo.interrupted: Ctrl-C (KeyboardInterrupt) or SIGTERM
+    (execfile.terminated_as_exit turns it into SystemExit(143)); None for a run that ended itself."""
+    if isinstance(exception, KeyboardInterrupt):
+        return "Ctrl-C"
+    if isinstance(exception, SystemExit) and exception.code == 143:
+        return "SIGTERM"
+    return None
+
+
+def caveat(steps: int, interrupted: str | None) -> str | None:
+    """Why a run with no problem found is still not called healthy, or None when it may be: the
+    one wording for the terminal and the HTML banner alike."""
+    if interrupted:
+        return f"interrupted at step {steps} ({interrupted}): judged on {steps} steps"
+    if 0 < steps < MIN_JUDGED_STEPS:
+        return f"judged on {steps} steps: too few to call it healthy"
+    return None
+
+
+def default_view(findings: Sequence[T], severity: Callable[[T], Severity | None], code: Callable[[T], Any],
+                 caused_by: Callable[[T], Any]) -> tuple[list[T], list[T]]:
+    """(shown, hidden): what both the terminal and the HTML show unasked, and what only -v (or the
+    HTML's toggle) shows. Shown: the problems (is_problem) and the causes they name, even an info
+    one; hidden: every other finding (info findings on their own). Works on Findings and on the
+    JSON's finding dicts, so a saved report is shown as the live one was."""
+    keep = set()
+    for f in findings:
+        level = severity(f)
+        if level is None or not is_problem(level) or id(f) in keep:
+            continue
+        keep.add(id(f))
+        cause = cause_in(findings, f, code, caused_by)
+        while cause is not None and id(cause) not in keep:
+            keep.add(id(cause))
+            cause = cause_in(findings, cause, code, caused_by)
+    return [f for f in findings if id(f) in keep], [f for f in findings if id(f) not in keep]
+
+
+def saved_view(findings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """default_view of the JSON's finding dicts, for the renderers that draw from a saved report."""
+    labels = {s.label: s for s in Severity}
+    return default_view(findings, lambda f: labels.get(f.get("severity")), lambda f: f.get("code"),
+                        lambda f: f.get("caused_by"))
+
+
+def count_line(problems: int, worst: str | None, shown: int, hidden: int, reveal: str) -> str | None:
+    """What the findings add up to, counted by kind: "2 problems found (worst: error), with 1 info
+    finding; 1 more info finding, not a problem (-v shows it)": `shown` findings are on screen
+    (problems first among them), `hidden` ones are not. None when there is nothing to count."""
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'s' if count != 1 else ''}"
+
+    parts = []
+    if problems:
+        parts.append(f"{n(problems, 'problem')} found (worst: {worst})")
+        if shown > problems:
+            parts[-1] += f", with {n(shown - problems, 'info finding')}"
+    elif shown:
+        parts.append(f"{n(shown, 'info finding')}, not a problem")
+    if hidden:
+        more = "more " if problems else ""
+        parts.append(f"{hidden} {more}info finding{'s' if hidden != 1 else ''}, not a problem ({reveal})")
+    return "; ".join(parts) or None
 
 
 @dataclass
@@ -85,6 +154,26 @@ class Report:
                 keep.add(id(cause))
                 cause = self.cause_of(cause)
         return [f for f in self.findings if id(f) in keep]
+
+    @property
+    def interrupted(self) -> str | None:
+        return self.timeline.run.interrupted
+
+    def caveat(self) -> str | None:
+        """Why this run is not called healthy although nothing was found (see `caveat`)."""
+        return caveat(self.step_count, self.interrupted)
+
+    def default_view(self) -> tuple[list[Finding], list[Finding]]:
+        """(shown, hidden) findings, by the one rule for every renderer (see `default_view`)."""
+        return default_view(self.findings, lambda f: f.severity, lambda f: f.code, lambda f: f.caused_by)
+
+    def count_line(self, reveal: str = "-v shows it", verbose: bool = False) -> str | None:
+        shown, hidden = self.default_view()
+        if verbose:
+            shown, hidden = self.findings, []
+        problems = self.problems()
+        worst = max((f.severity for f in problems), default=None)
+        return count_line(len(problems), worst.label if worst is not None else None, len(shown), len(hidden), reveal)
 
     @property
     def worst(self) -> Severity | None:

@@ -13,7 +13,7 @@ from torchdoctor.findings import Severity
 from torchdoctor.rules import NotEvaluated
 from torchdoctor.timeline import MemoryProfile, MemorySample, Timeline
 
-KiB, MiB = 2**10, 2**20
+KiB, MiB, GiB = 2**10, 2**20, 2**30
 
 
 def memory_due(step: int) -> bool:
@@ -24,14 +24,17 @@ def memory_due(step: int) -> bool:
 def memory_run(steps: int, heap: Callable[[int], float] | None = None,
                allocated: Callable[[int], float] | None = None, rss: Callable[[int], float] | None = None,
                graphs_kept: int = 0, losses_kept: int = 0, retain_graph_calls: int = 0,
-               activations: int = 2 * MiB) -> Timeline:
+               activations: int = 2 * MiB, ram: int | None = 16 * GiB, device_memory: int = 24 * GiB) -> Timeline:
     """`steps` training steps with the memory sampled after each due step: malloc's heap in use
     (CPU), the CUDA allocator's bytes (a GPU run), and the process RSS, which is noisy on its own;
     graphs of earlier steps found alive (and since step 0 when any were), one step's saved
-    activations measured by the memory profile."""
+    activations measured by the memory profile; the machine's RAM (and the GPU's memory), which
+    the severity is judged against."""
     tl = make_timeline([1.0] * steps)
+    tl.run.ram_bytes = ram
     mem = tl.memory
     mem.device = "cuda:0" if allocated else "cpu"
+    mem.capacity = device_memory if allocated else ram
     rng = random.Random(0)
     for s in range(steps):
         if memory_due(s):
@@ -57,14 +60,19 @@ def test_graphs_chained_by_total_loss_are_found_with_detach():
     # after backward only the graph's nodes stay: a few KiB per step, and the graphs kept tell why
     tl = memory_run(60, heap=lambda s: 180 * MiB + 3 * KiB * s, graphs_kept=48)
     (finding,) = findings("memory_leak", tl)
-    assert finding.severity is Severity.ERROR and finding.step == 0 and finding.where is None
+    # 3 KiB a step is 1.8 MiB over ten such runs (negligible in 16 GiB) but 2.9 GiB over a million
+    # steps: a warning, which the graphs kept would make it anyway, not the error it used to be
+    assert finding.severity is Severity.WARNING and finding.step == 0 and finding.where is None
     ev = finding.evidence
+    assert ev["memory_available_bytes"] == 16 * GiB and ev["memory_available_is"] == "RAM"
+    assert ev["projected_growth_over_10x_this_run_bytes"] == 3 * KiB * 600
+    assert ev["projected_growth_over_long_run_bytes"] == 3 * KiB * 1_000_000
     assert ev["growth_per_step_bytes"] == 3 * KiB and ev["measured_by"] == "malloc bytes in use"
     assert ev["graphs_of_earlier_steps_alive"] == 48 and ev["loss_tensors_of_earlier_steps_alive"] == 0
     assert ev["steps_measured"] == 50 - 6 and ev["rising_share"] == 1.0
     assert ev["projected_growth_per_10k_steps_bytes"] == 30_000 * KiB
-    assert finding.title == ("Memory grows 3 KiB per step: the autograd graphs of earlier steps are kept alive "
-                             "(e.g. total_loss += loss)")
+    assert finding.title == ("Memory grows 3 KiB per step (2.86 GiB over 1M steps, 18% of 16 GiB RAM): the autograd "
+                             "graphs of earlier steps are kept alive (e.g. total_loss += loss)")
     fix = finding.fixes[0]
     assert [f.action for f in finding.fixes] == ["detach_logged_tensors"] and "loss.item()" in fix.snippet
 
@@ -84,7 +92,10 @@ def test_retain_graph_on_a_gpu_keeps_a_forward_of_activations_per_step():
     ev = finding.evidence
     assert ev["measured_by"] == "CUDA allocated bytes" and ev["growth_per_step_bytes"] == 8 * MiB
     assert ev["retain_graph_calls"] == 60 and ev["activations_per_step_bytes"] == 8 * MiB
-    assert finding.title.startswith("Memory grows 8 MiB per step: backward(retain_graph=True)")
+    # 8 MiB a step: a run 10x this long would take 4.69 GiB, 20% of the GPU's 24 GiB
+    assert finding.severity is Severity.ERROR and ev["memory_available_is"] == "cuda:0 memory"
+    assert finding.title.startswith("Memory grows 8 MiB per step (4.69 GiB over 10x this run, 20% of 24 GiB cuda:0 "
+                                    "memory): backward(retain_graph=True)")
     retain, detach = finding.fixes
     assert retain.action == "drop_retain_graph" and retain.params == {"retain_graph_calls": 60}
     assert detach.action == "detach_logged_tensors"
@@ -152,3 +163,28 @@ def test_short_or_unsampled_runs_are_not_evaluated():
     unsampled = make_timeline([1.0] * 100)
     with pytest.raises(NotEvaluated):
         findings("memory_leak", unsampled)
+
+
+@pytest.mark.parametrize(("per_step", "ram", "severity", "over"), [
+    (2 * MiB, 16 * GiB, Severity.ERROR, "3.91 GiB over 10x this run, 24% of 16 GiB RAM"),
+    (128 * KiB, 16 * GiB, Severity.WARNING, "122 GiB over 1M steps, 763% of 16 GiB RAM"),
+    (128 * KiB, 4096 * GiB, Severity.INFO, "122 GiB over 1M steps, 3% of 4 TiB RAM"),
+], ids=["error", "warning", "info"])
+def test_the_severity_follows_the_projected_growth(per_step, ram, severity, over):
+    """No graphs kept, only growth: error when ten runs like this one take a tenth of the memory,
+    warning when only a million steps would, info when even they would not."""
+    tl = memory_run(200, heap=lambda s: 180 * MiB + per_step * s, activations=64 * MiB, ram=ram)
+    (finding,) = findings("memory_leak", tl)
+    assert finding.severity is severity, finding.evidence["severity_because"]
+    assert f"({over})" in finding.title
+    assert finding.evidence["run_steps"] == 200 and finding.evidence["memory_available_bytes"] == ram
+
+
+def test_without_the_machine_the_growth_per_10k_steps_decides():
+    """A hand-made timeline with no machine recorded: an error from 1 GiB per 10k steps on."""
+    tl = memory_run(400, heap=lambda s: 180 * MiB + 64 * KiB * s, ram=None)
+    (finding,) = findings("memory_leak", tl)
+    assert finding.severity is Severity.WARNING and finding.evidence["memory_available_bytes"] is None
+    assert "(625 MiB per 10k steps)" in finding.title
+    tl = memory_run(400, heap=lambda s: 180 * MiB + 128 * KiB * s, ram=None)
+    assert findings("memory_leak", tl)[0].severity is Severity.ERROR

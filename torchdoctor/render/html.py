@@ -19,9 +19,10 @@ from typing import Any
 from ..formatting import fmt as compact
 from ..formatting import format_bytes
 from ..jsonreport import saved_problems
-from ..report import cause_in
+from ..report import cause_in, caveat, count_line, saved_view
 from . import plots
 from .plots import number
+from .svg import sparkline
 
 SEVERITIES = ("critical", "error", "warning", "info")
 
@@ -156,23 +157,29 @@ def _finite_series(data: dict[str, Any], *path: str) -> list[float]:
 
 
 def _banner(data: dict[str, Any]) -> str:
-    """Healthy only says so when nothing at warning or above was found; the numbers back the word up."""
-    problems = saved_problems(data)
+    """Healthy only when nothing at warning or above was found on enough steps of a run that was
+    not interrupted (report.caveat); the count counts the cards below, as the terminal's does."""
+    run = data.get("run") or {}
+    steps, problems = int(run.get("steps") or 0), saved_problems(data)
+    shown, hidden = saved_view(data.get("findings") or [])
+    warned = caveat(steps, run.get("interrupted"))
     if problems:
         worst = min((str(p["severity"]) for p in problems), key=SEVERITIES.index)  # causes lead, not the worst
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        return f"<div class=\"banner problem {esc(worst)}\">{count} found (worst: {esc(worst)})</div>"
-    run = data.get("run") or {}
-    if not run.get("steps"):
-        return "<div class=\"banner empty\">nothing to diagnose: no optimizer.step() was observed</div>"
-    bits = [f"{fmt(run.get('steps'))} steps"]
-    loss = _finite_series(data, "metrics", "loss", "train")
-    if loss:
-        bits.append(f"loss {fmt(loss[0])} → {fmt(loss[-1])}")
-    val = _finite_series(data, "metrics", "loss", "val_by_step")
-    if val:
-        bits.append(f"val loss {fmt(val[-1])}")
-    return f"<div class=\"banner healthy\">✔ healthy: {esc(', '.join(bits))}</div>"
+        lines = [("empty", warned)] if warned and run.get("interrupted") else []
+        lines.append((f"problem {worst}", count_line(len(problems), worst, len(shown), len(hidden), "unfold below")))
+    elif not steps:
+        lines = [("empty", "nothing to diagnose: no optimizer.step() was observed")]
+    else:
+        loss = _finite_series(data, "metrics", "loss", "train")
+        val = _finite_series(data, "metrics", "loss", "val_by_step")
+        numbers = ([f"loss {fmt(loss[0])} → {fmt(loss[-1])}"] if loss else []) + (
+            [f"val loss {fmt(val[-1])}"] if val else [])
+        lines = [("empty", warned + (" · " + ", ".join(numbers) if numbers else "")) if warned
+                 else ("healthy", "✔ healthy: " + ", ".join([f"{fmt(steps)} steps", *numbers]))]
+    out = "".join(f"<div class=\"banner {esc(kind)}\">{esc(text)}</div>" for kind, text in lines)
+    if hidden and not problems:
+        out += f"<p class=\"note\">{esc(count_line(0, None, 0, len(hidden), 'unfold below'))}</p>"
+    return out
 
 
 # -- findings -----------------------------------------------------------------------------------
@@ -245,9 +252,19 @@ def _finding(finding: dict[str, Any], cause: dict[str, Any] | None = None) -> st
 
 
 def _findings(data: dict[str, Any]) -> str:
+    """The findings report.default_view shows, as cards; the rest (info findings that are no
+    problem) folded under a toggle, as -v unfolds them in the terminal."""
     findings = data.get("findings") or []
-    body = "".join(_finding(f, cause_in(findings, f, lambda x: x.get("code"), lambda x: x.get("caused_by")))
-                   for f in findings) or "<p class=\"note\">No findings.</p>"
+    shown, hidden = saved_view(findings)
+
+    def cards(which: list[dict[str, Any]]) -> str:
+        return "".join(_finding(f, cause_in(findings, f, lambda x: x.get("code"), lambda x: x.get("caused_by")))
+                       for f in which)
+
+    body = cards(shown) or ("" if hidden else "<p class=\"note\">No findings.</p>")
+    if hidden:
+        body += (f"<details class=\"more-findings\"><summary>{len(hidden)} info finding"
+                 f"{'s' if len(hidden) != 1 else ''}, not a problem</summary>{cards(hidden)}</details>")
     return f"<section id=\"findings\"><h2>Findings</h2>{body}{_aside(data)}</section>"
 
 
@@ -285,29 +302,6 @@ def _plot(title: str, draw: Callable[[dict[str, Any]], bytes | None], data: dict
             f"<figcaption>{esc(caption or title)}</figcaption></figure>")
 
 
-def _sparkline(trend: Any, width: int = 90, height: int = 18) -> str:
-    """log10 of the norm trend as an inline SVG; non-finite points as red dots along the top."""
-    values = [number(v) for v in trend or []]
-    if len(values) < 2:
-        return ""
-    logs = [math.log10(v) if math.isfinite(v) and v > 0 else None for v in values]
-    known = [v for v in logs if v is not None]
-    low, high = (min(known), max(known)) if known else (0.0, 1.0)
-    span = (high - low) or 1.0
-    step = (width - 4) / (len(values) - 1)
-    points, dots = [], []
-    for i, (raw, v) in enumerate(zip(values, logs, strict=True)):
-        x = 2 + i * step
-        if v is not None:
-            points.append(f"{x:.1f},{2 + (height - 4) * (1 - (v - low) / span):.1f}")
-        elif not math.isfinite(raw):
-            dots.append(f"<circle cx=\"{x:.1f}\" cy=\"3\" r=\"1.8\" fill=\"#c0392b\"/>")
-    line = (f"<polyline points=\"{' '.join(points)}\" fill=\"none\" stroke=\"#2c6fbb\" stroke-width=\"1.2\"/>"
-            if len(points) > 1 else "")
-    return (f"<svg class=\"spark\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" "
-            f"role=\"img\" aria-label=\"gradient norm trend\">{line}{''.join(dots)}</svg>")
-
-
 def _gradient_table(data: dict[str, Any]) -> str:
     layers = (data.get("gradients") or {}).get("layers") or []
     if not layers:
@@ -326,7 +320,7 @@ def _gradient_table(data: dict[str, Any]) -> str:
             f"<td>{esc(fmt(layer.get('norm_median')))}</td><td>{esc(fmt(layer.get('norm_max')))}</td>"
             f"<td>{esc(fmt(layer.get('update_ratio_median')))}</td>"
             f"<td>{esc(f'{share:.0%}' if math.isfinite(share) else 'n/a')}</td>"
-            f"<td class=\"l\">{_sparkline(layer.get('trend'))}</td><td class=\"l\">{esc(', '.join(flagged))}</td></tr>")
+            f"<td class=\"l\">{sparkline(layer.get('trend'))}</td><td class=\"l\">{esc(', '.join(flagged))}</td></tr>")
     return f"<h3>Per-layer gradients</h3><table class=\"grads\">{head}{''.join(rows)}</table>"
 
 

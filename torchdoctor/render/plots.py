@@ -17,8 +17,10 @@ WIDTH = 9.6  # inches: 960 px at DPI
 TYPICAL_UPDATE_RATIO = (1e-4, 1e-2)
 MIB = 2**20
 FLAG_COLOR = "#c0392b"
-MEMORY_SERIES = {"rss_bytes": "process RSS", "heap_bytes": "Python heap", "allocated_bytes": "CUDA allocated",
+MEMORY_SERIES = {"rss_bytes": "process RSS", "heap_bytes": "malloc heap in use", "allocated_bytes": "CUDA allocated",
                  "reserved_bytes": "CUDA reserved"}
+LEAK_COUNTERS = {"CUDA allocated bytes": "allocated_bytes", "malloc bytes in use": "heap_bytes", "RSS": "rss_bytes"}
+LABEL_GAP = 0.03  # share of the x range within which findings' labels share one line
 
 
 def number(value: Any) -> float:
@@ -88,12 +90,26 @@ def _top(ax):
     return blended_transform_factory(ax.transData, ax.transAxes)
 
 
+def label_groups(steps: dict[float, list[str]], low: float, high: float) -> list[tuple[float, list[str]]]:
+    """Findings' steps closer than LABEL_GAP of the x range share one label, at the first step."""
+    groups: list[tuple[float, list[str]]] = []
+    for step, codes in sorted(steps.items()):
+        if groups and step - groups[-1][0] < LABEL_GAP * max(high - low, 1e-9):
+            groups[-1][1].extend(c for c in codes if c not in groups[-1][1])
+        else:
+            groups.append((step, list(codes)))
+    return groups
+
+
 def _mark_findings(ax, data: dict[str, Any]) -> None:
-    top = _top(ax)
-    for step, codes in sorted(_finding_steps(data).items()):
+    """A dashed line at each finding's step; the labels, rotated, right of the line (inside the
+    axes, so a label at step 0 does not run into the y axis's numbers), merged where close."""
+    steps = _finding_steps(data)
+    for step in steps:
         ax.axvline(step, color=FLAG_COLOR, linestyle="--", linewidth=1, alpha=0.8)
-        ax.text(step, 0.98, " " + ", ".join(codes), transform=top, rotation=90, va="top", ha="right",
-                fontsize=8, color=FLAG_COLOR)
+    for step, codes in label_groups(steps, *ax.get_xlim()):
+        ax.text(step, 0.98, ", ".join(codes) + " ", transform=_top(ax), rotation=90, va="top", ha="left",
+                fontsize=8, color=FLAG_COLOR, clip_on=True)
 
 
 def _mark_nonfinite(ax, series: list[tuple[float, float]]) -> bool:
@@ -108,7 +124,8 @@ def _mark_nonfinite(ax, series: list[tuple[float, float]]) -> bool:
     return True
 
 
-def _series_plot(data: dict[str, Any], metric: str, ylabel: str) -> bytes | None:
+def _series_plot(data: dict[str, Any], metric: str, ylabel: str, sampled: bool = False) -> bytes | None:
+    """`sampled`: the training series was measured on some steps only (batch accuracy): markers."""
     train = _pairs(_get(data, "metrics", metric, "train"))
     val = _pairs(_get(data, "metrics", metric, "val_by_step"))
     if not train and not any(math.isfinite(v) for _, v in val):
@@ -116,8 +133,10 @@ def _series_plot(data: dict[str, Any], metric: str, ylabel: str) -> bytes | None
     fig = _figure(3.6)
     ax = fig.add_subplot()
     finite = [(s, v) for s, v in train if math.isfinite(v)]
-    if finite:
-        ax.plot(*zip(*finite, strict=True), color="#2c6fbb", linewidth=1.2, label=f"train {ylabel}")
+    if finite:  # sampled: markers only, no line through steps that were not measured
+        style: dict[str, Any] = {"linestyle": "none", "marker": "o", "markersize": 3} if sampled else {"linewidth": 1.2}
+        ax.plot(*zip(*finite, strict=True), color="#2c6fbb", label=f"train {ylabel}" + " (sampled steps)" * sampled,
+                **style)
     good_val = [(s, v) for s, v in val if math.isfinite(v)]
     if good_val:
         ax.plot(*zip(*good_val, strict=True), color="#e67e22", marker="o", markersize=4, linewidth=1.2,
@@ -148,7 +167,7 @@ def loss_plot(data: dict[str, Any]) -> bytes | None:
 
 def accuracy_plot(data: dict[str, Any]) -> bytes | None:
     """Accuracy, when the run logged it: a train/validation gap reads more plainly here than in loss."""
-    return _series_plot(data, "accuracy", "accuracy")
+    return _series_plot(data, "accuracy", "accuracy", sampled=True)
 
 
 def _layer_labels(data: dict[str, Any], names: list[str]) -> tuple[list[str], list[bool]]:
@@ -263,15 +282,15 @@ def memory_timeline_plot(data: dict[str, Any]) -> bytes | None:
     if "step" not in columns or not rows:
         return None
     at = {name: i for i, name in enumerate(columns)}
-    series = {}
-    for column, label in MEMORY_SERIES.items():
-        if column in at:
-            points = [(number(r[at["step"]]), number(r[at[column]]) / MIB) for r in rows if len(r) > at[column]]
-            points = [(s, v) for s, v in points if math.isfinite(s) and math.isfinite(v)]
-            if points:
-                series[label] = points
+    drawn = {label: [(s, v) for s, v in ((number(r[at["step"]]), number(r[at[column]]) / MIB)
+                                         for r in rows if len(r) > at[column]) if math.isfinite(s) and math.isfinite(v)]
+             for column, label in MEMORY_SERIES.items() if column in at}
+    series = {label: points for label, points in drawn.items() if points}
     if not series:
         return None
+    leak = MEMORY_SERIES.get(leak_counter(data) or "")
+    if leak in series:  # the report names a leak: show the counter it was measured by, at its scale
+        return _leak_plot(data, leak, series[leak])
     fig = _figure(3.4)
     ax = fig.add_subplot()
     for label, points in series.items():
@@ -279,6 +298,30 @@ def memory_timeline_plot(data: dict[str, Any]) -> bytes | None:
     _integer_steps(ax)
     ax.set_xlabel("step")
     ax.set_ylabel("MiB")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _png(fig)
+
+
+def leak_counter(data: dict[str, Any]) -> str | None:
+    """The timeline column (by LEAK_COUNTERS) the memory_leak finding was measured on, or None."""
+    leaks = [f for f in _get(data, "findings") or [] if f.get("code") == "memory_leak"]
+    return LEAK_COUNTERS.get(str((leaks[0].get("evidence") or {}).get("measured_by"))) if leaks else None
+
+
+def _leak_plot(data: dict[str, Any], label: str, points: list[tuple[float, float]]) -> bytes:
+    """The counter the leak was measured by, alone and as growth since its first sample, in a unit
+    that fits the growth: a few KiB a step is invisible on an axis of hundreds of MiB."""
+    first, base = points[0]
+    growth = [(s, (v - base) * MIB) for s, v in points]
+    unit, size = next(((u, n) for u, n in (("GiB", 2**30), ("MiB", MIB), ("KiB", 2**10))
+                       if max(abs(g) for _, g in growth) >= 2 * n), ("B", 1))
+    fig = _figure(3.4)
+    ax = fig.add_subplot()
+    ax.plot([s for s, _ in growth], [g / size for _, g in growth], color=FLAG_COLOR, marker="o", markersize=3,
+            linewidth=1.0, label=f"{label}: growth since step {first:g} (what memory_leak measured)")
+    _integer_steps(ax)
+    ax.set(xlabel="step", ylabel=f"{unit} above step {first:g}")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _png(fig)

@@ -60,7 +60,7 @@ def _header(report: Report) -> str:
     script = os.path.basename(run.argv[0]) if run.argv else "watched run"
     bits = [script, f"{report.step_count} steps"]
     if run.epochs is not None:
-        bits.append(f"{run.epochs} epochs")
+        bits.append(f"{run.epochs} epoch{'' if run.epochs == 1 else 's'}")
     bits.append(run.device)
     if run.duration_s is not None:
         bits.append(f"{run.duration_s:.1f} s")
@@ -104,10 +104,20 @@ def default_console() -> Console:
 def render_report(report: Report, console: Console | None = None, verbose: bool = False) -> None:
     console = console or default_console()
     console.print(Text("torchdoctor ", style="bold") + Text(_header(report), style="dim"))
-    shown = report.findings if verbose else report.leading(report.problems())
+    shown = report.findings if verbose else report.default_view()[0]  # report.py's one rule, as the HTML's
+    caveat = report.caveat()
     if report.healthy and not shown:  # with -v, a healthy run's info findings stand in for the line
-        ok = report.timeline.steps
-        console.print(Text(("✔ " if ok else "• ") + healthy_line(report), style="green" if ok else "yellow"))
+        ok = report.timeline.steps and caveat is None
+        line = healthy_line(report)
+        if caveat is not None and report.timeline.steps:
+            numbers = line.removeprefix("healthy: ").split(", ", 1)[1:]  # the step count is in the caveat
+            line = " · ".join([caveat, *numbers])
+        console.print(Text(("✔ " if ok else "• ") + line, style="green" if ok else "yellow"))
+    elif caveat is not None and report.interrupted:
+        console.print(Text("• " + caveat, style="yellow"))
+    counted = report.count_line(verbose=verbose)
+    if counted:
+        console.print(Text(counted, style="bold" if report.problems() else "dim"))
     said: set[tuple[str, str]] = set()
     for n, finding in enumerate(shown):
         cause = report.cause_of(finding)

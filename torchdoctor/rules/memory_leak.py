@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ..findings import Finding, Fix, Severity
 from ..formatting import format_bytes
@@ -34,7 +35,9 @@ def growth(samples: list[MemorySample], warmup: int) -> tuple[str, float, float,
        "min_total_growth": Param(16 * 2**20, "bytes the leak must have grown over the run"),
        "rss_factor": Param(16, "how much larger both must be when only RSS was measured (it is noisy)"),
        "min_rising": Param(0.6, "share of sampled intervals in which an exact counter rose"),
-       "min_graphs_kept": Param(3, "earlier steps' graphs alive at once that make graphs kept")})
+       "min_graphs_kept": Param(3, "earlier steps' graphs alive at once that make graphs kept"),
+       "serious_share": Param(0.1, "share of the memory available the projected growth must reach to matter"),
+       "long_run_steps": Param(1_000_000, "the much longer run a warning is projected over (steps)")})
 def memory_leak(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: memory that grows with every step, and autograd graphs of past steps that
     are still alive steps later. Growth is read from the most exact counter there is (the CUDA
@@ -68,11 +71,13 @@ def memory_leak(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     causes = _causes(tl, per_step if grows else 0.0, activations)
     first = mem.kept_since if graphs else None
     steady = grows or (series != "rss" and per_step > 0 and rising >= p["min_rising"])
+    judged = _severity(tl, series, per_step if steady else 0.0, graphs, p)
     size = f"{format_bytes(per_step)} per step" if steady else "a little with every step"
-    title = f"Memory grows {size}: {causes[0][0]}"
+    title = f"Memory grows {size}{judged.projection}: {causes[0][0]}"
     yield finding_for(
         "memory_leak",
         title,
+        severity=judged.severity,
         step=first,
         evidence={
             "growth_per_step_bytes": int(per_step) if steady else None,
@@ -85,9 +90,81 @@ def memory_leak(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "retain_graph_calls": mem.retain_graph_calls,
             "activations_per_step_bytes": activations or None,
             "projected_growth_per_10k_steps_bytes": int(per_step * 10_000) if steady else None,
+            "run_steps": len(tl.steps),
+            "projected_growth_over_10x_this_run_bytes": int(judged.ten_runs) if steady else None,
+            "projected_growth_over_long_run_bytes": int(judged.long_run) if steady else None,
+            "long_run_steps": judged.long_steps,
+            "memory_available_bytes": judged.available,
+            "memory_available_is": judged.available_is,
+            "severity_because": judged.because,
         },
         fixes=[fix for _, fix in causes],
     )
+
+
+@dataclass
+class Judged:
+    """The severity memory_leak gives, and the projections it was derived from."""
+
+    severity: Severity
+    ten_runs: float  # bytes the leak grows over a run 10x as long as this one
+    long_run: float  # ... over `long_steps` steps
+    long_steps: int  # `long_run_steps`, or 1000x this run if that is longer
+    available: int | None
+    available_is: str | None
+    because: str
+    projection: str  # for the title: " (6.4 MiB over 10x this run, 0.03% of 23.5 GiB RAM)"
+
+
+def _severity(tl: Timeline, series: str, per_step: float, graphs: bool, p: dict[str, float]) -> Judged:
+    """Error when the growth over a run 10x as long as this one reaches `serious_share` of the
+    memory the counter draws on (the device's for CUDA allocated bytes, the machine's RAM
+    otherwise: both recorded in the timeline, so a report judged elsewhere is judged the same);
+    warning when only a much longer run (`long_run_steps`) would get there; info when even that
+    is negligible. Graphs of earlier steps kept alive are a warning at least: the chain grows
+    without end and pins whatever the graphs hold, whatever its bytes are today."""
+    steps = len(tl.steps)
+    ten_runs = per_step * steps * 10
+    long_steps = max(int(p["long_run_steps"]), steps * 1000)
+    long_run = per_step * long_steps
+    if series == "allocated" and tl.memory.capacity:
+        available, what = tl.memory.capacity, f"{tl.memory.device} memory"
+    elif tl.run.ram_bytes or tl.memory.capacity:
+        available, what = tl.run.ram_bytes or tl.memory.capacity, "RAM"
+    else:
+        available, what = None, None
+    share = p["serious_share"]
+    if available is None:
+        severity = Severity.ERROR if per_step * 10_000 >= 2**30 else Severity.WARNING
+        because = "the memory available was not recorded; judged by the growth per 10k steps"
+        projection = f" ({format_bytes(per_step * 10_000)} per 10k steps)" if per_step else ""
+    else:
+        def of(size: float) -> str:
+            percent = 100 * size / available
+            return f"{percent:.0f}% of {format_bytes(available)} {what}" if percent >= 10 else \
+                f"{percent:.2g}% of {format_bytes(available)} {what}"
+
+        if ten_runs >= share * available:
+            severity, because = Severity.ERROR, f"a run 10x as long as this one would grow by {of(ten_runs)}"
+        elif long_run >= share * available:
+            severity, because = Severity.WARNING, f"only a {long_steps:,}-step run would grow by {of(long_run)}"
+        else:
+            severity, because = Severity.INFO, f"even a {long_steps:,}-step run would grow by only {of(long_run)}"
+        if graphs and severity < Severity.WARNING:
+            severity, because = Severity.WARNING, because + "; but graphs of earlier steps are kept alive"
+        shown = ten_runs if severity is Severity.ERROR else long_run
+        over = "10x this run" if severity is Severity.ERROR else f"{_steps(long_steps)} steps"
+        projection = f" ({format_bytes(shown)} over {over}, {of(shown)})" if per_step else ""
+    return Judged(severity, ten_runs, long_run, long_steps, available, what, because, projection)
+
+
+def _steps(n: int) -> str:
+    """1000000 -> "1M", 80000 -> "80k": the step counts a title names."""
+    if n >= 1_000_000 and n % 100_000 == 0:
+        return f"{n / 1_000_000:g}M"
+    if n >= 1000 and n % 100 == 0:
+        return f"{n / 1000:g}k"
+    return str(n)
 
 
 def _causes(tl: Timeline, per_step: float, activations: int) -> list[tuple[str, Fix]]:

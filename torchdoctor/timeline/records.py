@@ -106,6 +106,9 @@ class RunInfo:
     # judged elsewhere must not size DataLoader workers by the reviewer's cores).
     cpu_count: int | None = None
     ram_bytes: int | None = None
+    # How the run was cut short, if it was: "Ctrl-C" or "SIGTERM" (report.interruption); it then
+    # stopped after its last recorded step, and is never called healthy.
+    interrupted: str | None = None
 
 
 @dataclass
