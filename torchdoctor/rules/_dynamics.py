@@ -6,7 +6,25 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..timeline import Phase
 from ._numbers import median
+
+PHASE_REASONS = {"start": "the start", "new_optimizer": "a new optimizer", "trained_parameters":
+                 "other parameters trained", "new_dataset": "another dataset", "lr_restart": "a learning-rate restart"}
+
+
+def phase_title(index: int, phases: Sequence[Phase]) -> str:
+    """What a finding's title adds to name its phase, when the run has more than one."""
+    if len(phases) < 2:
+        return ""
+    phase = phases[index]
+    why = PHASE_REASONS.get(phase.reason, phase.reason)
+    return f" (phase {index + 1} of {len(phases)}, from step {phase.step}: {why})"
+
+
+def phase_evidence(index: int, phases: Sequence[Phase]) -> dict[str, object]:
+    return {"phase": index + 1, "phase_start": phases[index].step, "phase_reason": phases[index].reason,
+            "phases": len(phases)}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
 from ..timeline import Phase, Timeline
-from ._dynamics import Block, block_medians, block_noise, block_window, level, log_volatility, med3, progress
+from ._dynamics import (
+    Block,
+    block_medians,
+    block_noise,
+    block_window,
+    level,
+    log_volatility,
+    med3,
+    phase_evidence,
+    phase_title,
+    progress,
+)
 from ._fixes import add_warmup, clip_gradients, lower_learning_rate
 from ._numbers import nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
@@ -29,9 +40,6 @@ PARAMS = {
     "recovered": Param(0.5, "a blow-up after which the loss ended below this fraction of its start did not hurt: "
                        "no finding"),
 }
-
-PHASE_REASONS = {"start": "the start", "new_optimizer": "a new optimizer", "trained_parameters":
-                 "other parameters trained", "new_dataset": "another dataset", "lr_restart": "a learning-rate restart"}
 
 
 @dataclass
@@ -153,11 +161,7 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         raise NotEvaluated("the training loss takes negative values: a rise cannot be measured as a ratio")
     phases = tl.phases()
     judged = 0
-    for index, phase in enumerate(phases):
-        end_step = phases[index + 1].step if index + 1 < len(phases) else None
-        part = [(s, v) for s, v in series if s >= phase.step and (end_step is None or s < end_step)]
-        if not part:
-            continue
+    for index, _, part in tl.by_phase(series):
         blowup = _blowup(tl, part, p)
         verdict = divergence_verdict(part, p) if len(part) >= int(p["min_steps"]) else None
         judged += len(part) >= int(p["min_steps"]) or blowup is not None
@@ -170,19 +174,6 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     if not judged:
         needed = int(p["min_steps"])
         raise NotEvaluated(f"{len(series)} finite training losses; needs at least {needed}")
-
-
-def _phase_text(index: int, phases: list[Phase]) -> str:
-    if len(phases) < 2:
-        return ""
-    phase = phases[index]
-    why = PHASE_REASONS.get(phase.reason, phase.reason)
-    return f" (phase {index + 1} of {len(phases)}, from step {phase.step}: {why})"
-
-
-def _phase_evidence(index: int, phases: list[Phase]) -> dict[str, object]:
-    return {"phase": index + 1, "phase_start": phases[index].step, "phase_reason": phases[index].reason,
-            "phases": len(phases)}
 
 
 def _prior_evidence(tl: Timeline) -> dict[str, object]:
@@ -242,7 +233,7 @@ def _blowup_finding(tl: Timeline, part: list[tuple[int, float]], blowup: tuple[i
             "early_rise": f"within {step - part[0][0]} steps the loss rose {fmt(factor)}x, to {at}",
             }.get(how, f"one step moved the weights by {fmt(factor)}x their own size")
     title = (f"Loss blew up at step {step}: {what} (it started at {fmt(first)}), and ended at {fmt(end)}, "
-             f"{'above' if end > first else 'no better than'} its start" + _phase_text(index, phases))
+             f"{'above' if end > first else 'no better than'} its start" + phase_title(index, phases))
     fixes: list[Fix] = []
     lower = lower_learning_rate(tl, step - 1, 10.0, to_default=True)
     if lower is not None:
@@ -259,7 +250,7 @@ def _blowup_finding(tl: Timeline, part: list[tuple[int, float]], blowup: tuple[i
         evidence={"criterion": "blowup", "how": how, "factor": factor, "start_loss": first,
                   "loss_at_blowup": dict(part).get(step), "peak_loss": peak, "peak_step": peak_step,
                   "final_level": end, "max_update_ratio": ratio, "lr": before,
-                  "loss_history": thin(part), **_phase_evidence(index, phases), **_prior_evidence(tl)},
+                  "loss_history": thin(part), **phase_evidence(index, phases), **_prior_evidence(tl)},
         fixes=fixes,
     )
 
@@ -287,7 +278,7 @@ def _finding(tl: Timeline, series: list[tuple[int, float]], verdict: Verdict, in
     step = verdict.onset_step
     if lr_low and lr_end and lr_end > 1.5 * lr_low:
         title += f"; the learning rate rose from {fmt(lr_low)} to {fmt(lr_end)}"
-    title += _phase_text(index, phases)
+    title += phase_title(index, phases)
     lrs = tl.lrs_between(series[0][0], last_step)
     fixes: list[Fix] = []
     lower = lower_learning_rate(tl, ref_step, 5.0 if trend else 10.0)
@@ -323,7 +314,7 @@ def _finding(tl: Timeline, series: list[tuple[int, float]], verdict: Verdict, in
         "loss_history": thin(series),
     }
     if len(phases) > 1:
-        evidence |= _phase_evidence(index, phases)
+        evidence |= phase_evidence(index, phases)
     evidence |= _prior_evidence(tl)
     return finding_for(
         "divergence",

@@ -50,14 +50,11 @@ def explosion_onset(tl: Timeline, p: dict[str, float]) -> tuple[int, float, str]
     """(index into `norm_series`, reference norm, why) of the first step that trips. Each phase of
     the run is judged against its own history: a new head's first gradients are large beside a
     converged backbone's, and that is no explosion."""
-    series = norm_series(tl)
-    starts = [phase.step for phase in tl.phases()]
-    for k, start in enumerate(starts):
-        end = starts[k + 1] if k + 1 < len(starts) else None
-        indexes = [i for i, (s, _) in enumerate(series) if s >= start and (end is None or s < end)]
-        found = _onset([series[i][1] for i in indexes], p) if indexes else None
+    indexed = [(step, value, i) for i, (step, value) in enumerate(norm_series(tl))]
+    for _, _, part in tl.by_phase(indexed):
+        found = _onset([value for _, value, _ in part], p)
         if found is not None:
-            return indexes[found[0]], found[1], found[2]
+            return part[found[0]][2], found[1], found[2]
     return None
 
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
 from ..timeline import Timeline
-from ._dynamics import block_window, progress
+from ._dynamics import block_window, phase_evidence, phase_title, progress
 from ._fixes import raise_learning_rate
 from ._numbers import median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
 from .divergence import PARAMS as DIVERGENCE_PARAMS
-from .divergence import PHASE_REASONS, divergence_verdict
+from .divergence import divergence_verdict
 
 PARAMS = {
     "min_steps": Param(50, "finite training losses needed before any verdict"),
@@ -108,17 +108,14 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     if min(values) < 0:
         raise NotEvaluated("the training loss takes negative values: its improvement cannot be measured as a ratio")
     phases = tl.phases()
-    for index, phase in enumerate(phases):
-        end_step = phases[index + 1].step if index + 1 < len(phases) else None
-        part = [(s, v) for s, v in series if s >= phase.step and (end_step is None or s < end_step)]
+    for index, _, part in tl.by_phase(series):
         if len(part) < needed:
             continue
         finding = _judge(tl, part, p)
         if finding is not None:
             if len(phases) > 1:
-                why = PHASE_REASONS.get(phase.reason, phase.reason)
-                finding.title += f" (phase {index + 1} of {len(phases)}, from step {phase.step}: {why})"
-                finding.evidence |= {"phase": index + 1, "phase_start": phase.step, "phase_reason": phase.reason}
+                finding.title += phase_title(index, phases)
+                finding.evidence |= phase_evidence(index, phases)
             yield finding
             return
 

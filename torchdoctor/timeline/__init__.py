@@ -6,8 +6,9 @@ Rules read only this, never torch, so a rule can be tested on a hand-made timeli
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .memory import MemoryInfo, MemoryProfile, MemorySample, ModuleMemory
 from .records import (
@@ -26,6 +27,8 @@ from .records import (
 
 __all__ = ["MAX_HABIT_SAMPLES", "AmpInfo", "EvalPass", "Event", "Habits", "LayerInfo", "LossPrior", "MemoryInfo",
            "MemoryProfile", "MemorySample", "ModelInfo", "ModuleMemory", "Phase", "RunInfo", "StepRecord", "Timeline"]
+
+T = TypeVar("T", bound=tuple)
 
 MAX_STEPS = 20_000  # step records kept; beyond it the older history is thinned
 RECENT_STEPS = 5_000  # the most recent steps are always kept at full resolution
@@ -191,6 +194,18 @@ class Timeline:
                 continue  # one boundary, its first reason
             merged.append(p)
         return merged
+
+    def by_phase(self, items: Sequence[T]) -> list[tuple[int, Phase, list[T]]]:
+        """(index, phase, its items) for each phase that has items; an item is a tuple whose first
+        element is its step, such as a (step, loss) series."""
+        phases = self.phases()
+        out = []
+        for index, phase in enumerate(phases):
+            end = phases[index + 1].step if index + 1 < len(phases) else None
+            part = [item for item in items if item[0] >= phase.step and (end is None or item[0] < end)]
+            if part:
+                out.append((index, phase, part))
+        return out
 
     def phase_of(self, step: int) -> tuple[int, Phase]:
         """(index, phase) of the phase a step belongs to."""
