@@ -65,6 +65,7 @@ def to_dict(report: Report) -> dict[str, Any]:
             "world_size": run.world_size,
             "steps": len(tl.steps),
             "epochs": run.epochs,
+            "task": tl.task,
             "models": [m.name for m in tl.models],
             "module_types": {k: v for m in tl.models for k, v in m.module_types.items()},
             "optimizers": tl.optimizers,
@@ -79,12 +80,21 @@ def to_dict(report: Report) -> dict[str, Any]:
         "internal_errors": report.internal_errors,
         "metrics": jsonable({
             "loss": {"train": downsample(loss), "val": [[_when(e), e.loss] for e in val],
-                     "val_by_step": [[e.step, e.loss] for e in val]},
+                     "val_by_step": [[e.step, e.loss] for e in val],
+                     # one curve per loss part (a detector's) and per model (a GAN's)
+                     "terms": {name: downsample([list(p) for p in series])
+                               for name, series in tl.term_series().items()},
+                     "models": {name: downsample([list(p) for p in series])
+                                for name, series in tl.model_loss_series().items()}},
             "accuracy": {
                 "train": downsample([[r.step, r.accuracy] for r in tl.steps if r.accuracy is not None]),
                 "val": [[_when(e), e.accuracy] for e in val if e.accuracy is not None],
                 "val_by_step": [[e.step, e.accuracy] for e in val if e.accuracy is not None],
             },
+            "iou": {"val": [[_when(e), e.iou] for e in val if e.iou is not None],
+                    "val_by_step": [[e.step, e.iou] for e in val if e.iou is not None]},
+            "diversity": [list(p) for p in tl.roles.diversity],
+            "roles": {"generator": tl.roles.generator, "discriminator": tl.roles.discriminator},
             "grad_norm": downsample(grad),
             "update_ratio": downsample([[r.step, r.update_ratio] for r in tl.steps if r.update_ratio is not None]),
             "lr": downsample([[r.step, r.lr] for r in tl.steps if r.lr is not None]),
@@ -195,7 +205,7 @@ def _timeline_from(data: dict[str, Any]) -> Timeline:
         torch_version=run.get("torch_version", ""), device=run.get("device", "cpu"),
         world_size=run.get("world_size", 1), epochs=run.get("epochs"),
         cpu_count=(run.get("machine") or {}).get("cpu_count"), ram_bytes=(run.get("machine") or {}).get("ram_bytes"),
-        interrupted=run.get("interrupted"),
+        interrupted=run.get("interrupted"), task=run.get("task"),
     ))
     prior = run.get("prior")
     tl.prior = LossPrior(**prior) if isinstance(prior, dict) else None
@@ -211,6 +221,17 @@ def _timeline_from(data: dict[str, Any]) -> Timeline:
         steps.setdefault(step, StepRecord(step)).loss = _float(value)
     for step, value in metrics.get("grad_norm") or []:
         steps.setdefault(step, StepRecord(step)).grad_norm = _float(value)
+    loss_metrics = metrics.get("loss") or {}
+    for field_name, key in (("terms", "terms"), ("model_losses", "models")):
+        for name, series in (loss_metrics.get(key) or {}).items():
+            for step, value in series:
+                record = steps.setdefault(step, StepRecord(step))
+                parts = getattr(record, field_name) or {}
+                parts[name] = _float(value)
+                setattr(record, field_name, parts)
+    roles = metrics.get("roles") or {}
+    tl.roles.generator, tl.roles.discriminator = roles.get("generator"), roles.get("discriminator")
+    tl.roles.diversity = [(step, _float(v)) for step, v in metrics.get("diversity") or []]
     tl.steps = [steps[k] for k in sorted(steps)]
     tl.evaluations = [EvalPass(**{k: v for k, v in e.items() if k in EvalPass.__dataclass_fields__})
                       for e in metrics.get("evaluations") or []]

@@ -21,7 +21,11 @@ LOG_PROBABILITY_LOSSES = frozenset({"nll_loss"})  # expect log-probabilities
 
 
 def input_stats(x: Any) -> torch.Tensor | None:
-    """[min, max, mean, std, per-channel means..., per-channel stds...] of a float input batch."""
+    """[min, max, mean, std, per-channel means..., per-channel stds...] of a float input batch;
+    a detector's list of (C, H, W) images of their own sizes is summarised as the batch it is."""
+    if isinstance(x, (list, tuple)) and x and all(isinstance(t, torch.Tensor) and t.dim() == 3 for t in x) \
+            and len({t.shape[0] for t in x}) == 1 and len(x) <= 256:
+        x = torch.cat([t.detach().flatten(1) for t in x], dim=1).unsqueeze(0).unsqueeze(-1)  # (1, C, pixels, 1)
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() < 2 or x.is_sparse:
         return None
     with torch.no_grad():

@@ -234,10 +234,16 @@ class MemoryMeter:
         if not capture.start(batch):
             return
         self.capture = capture
+        # A detector's batch is a list of images (of their own sizes): its size is the list's.
+        images = batch if isinstance(batch, (list, tuple)) and batch and all(
+            isinstance(t, torch.Tensor) for t in batch) else None
+        if images is not None:
+            capture.batch_bytes = total_bytes(images)
+        size = int(batch.shape[0]) if isinstance(batch, torch.Tensor) and batch.dim() > 0 else None
         self.pending = MemoryProfile(
             step=step,
             root=root_name,
-            batch_size=int(batch.shape[0]) if isinstance(batch, torch.Tensor) and batch.dim() > 0 else None,
+            batch_size=len(images) if images is not None else size,
             parameters=total_bytes(params),
             gradients_in_forward=total_bytes(p.grad for p in params),
             batch=capture.batch_bytes,

@@ -21,6 +21,7 @@ class Shared:
     stepping: list[int] = field(default_factory=list)  # optimizers whose step() is running (optimizer probe)
     # Where an exception left the run (phase, module, shapes...), noted by the first to see it.
     failed_in: dict[str, Any] | None = None
+    in_model: bool = False  # a model's forward (a root that is not a loss) is running
     sampling_activations: Any = None  # the model (RootState) whose activations this forward samples
     meter: MemoryMeter = field(default_factory=MemoryMeter)  # its `capture` sees this forward's saved tensors
     loss_functions: dict[str, Any] = field(default_factory=dict)  # unwrapped F.* losses (set by the loss probe)

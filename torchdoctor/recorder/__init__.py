@@ -28,9 +28,11 @@ from .memory import MemoryWatch
 from .models import Models, RootState, compiled_original, is_loss_module, training_forward
 from .optimizers import Optimizers
 from .readback import ReadbackQueue
+from .roles import Roles
 from .sampling import Sampling
 from .state import Latest
 from .steps import Steps
+from .terms import LossParts, targets_kind
 
 __all__ = ["Recorder", "RootState", "Shared"]
 
@@ -57,8 +59,11 @@ class Recorder:
         self.failures = Failures(self.timeline, self.shared, self.latest, self.models, self.loaders)
         self.memory = MemoryWatch(self.timeline, self.shared)
         self.amp = AmpWatch(self.timeline, self.queue)
+        self.parts = LossParts(self.timeline, self.queue)
+        self.roles = Roles(self.timeline, self.models, self.queue)
+        self.inner_losses = 0  # training losses computed inside a model's forward, this forward
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
-                           self.sampling, self.failures, self.memory, self.queue)
+                           self.sampling, self.failures, self.memory, self.queue, self.parts, self.roles)
 
     # -- what the session and the renderers read ---------------------------------------------
     def internal_error(self, message: str, exc: BaseException | None = None) -> None:
@@ -94,10 +99,20 @@ class Recorder:
             return None
         self.shared.failed_in = None
         state = self.models.root_state(module, self.step)
+        self.shared.in_model = state is not None
+        self.inner_losses = 0
         if state is not None and training_forward(module):
             self.memory.on_training_forward(state, module, args, self.step)
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
+            self.roles.on_training_input(state.label, args, self.step)
         return state
+
+    @guarded
+    def on_training_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        """What a model's training forward is given as targets (a detector's boxes)."""
+        habits = self.timeline.habits
+        if habits.targets is None and self.step < 5:
+            habits.targets = targets_kind(args, kwargs)
 
     @guarded
     def on_activation(self, module: torch.nn.Module, output: Any) -> None:
@@ -107,6 +122,7 @@ class Recorder:
     def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
         """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
         self.shared.sampling_activations = None
+        self.shared.in_model = False
         self.sampling.end_forward()
         self.memory.on_forward_exit()
         if failed and self.shared.failed_in is None:
@@ -128,6 +144,11 @@ class Recorder:
         self.evaluation.mode_noted = False
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
             self.evaluation.on_forward(output, module, self.step)
+        elif training_forward(module):
+            self.on_training_call(module, args, kwargs)
+            if self.parts.on_training_output(output, state.info.module_types if state.info else {}):
+                self._model_computed_loss()
+            self.roles.on_training_output(state.label, output, self.step, self.sampling.due(self.step))
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
         small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
         self.latest.output = output.detach() if small else None
@@ -149,12 +170,25 @@ class Recorder:
         model = self.latest.model
         if out.requires_grad and (model is None or model.training):
             self.evaluation.tracker.close()  # training resumed: an evaluation pass before it is complete
+            if self.shared.in_model:
+                self.inner_losses += 1
+                if self.parts.model_computes_loss:
+                    return  # a part of the loss the model returns (a detector's): not the training loss
             if self.timeline.train_loss_fn is None:
                 self.timeline.train_loss_fn = name
                 self.timeline.prior = loss_prior(name, args, kwargs)
             self.sampling.on_training_loss(name, args, kwargs, self.step)
             return
         self.evaluation.on_loss(name, args, kwargs, out, model, self.step)
+
+    def _model_computed_loss(self) -> None:
+        """A model returned its losses as a dict: the loss calls inside its forward were its parts;
+        the first forward's already set the training loss (and its chance level): take it back."""
+        if self.inner_losses and self.timeline.loss_terms:
+            self.timeline.train_loss_fn = None
+            self.timeline.prior = None
+            self.sampling.pending_accuracy = []  # of the detector's proposals, not of the model
+        self.inner_losses = 0
 
     @guarded
     def on_loss_failed(self, name: str, args: tuple) -> None:
@@ -216,6 +250,7 @@ class Recorder:
         and catch a non-finite loss the script saw but never stepped on (e.g. it stopped on NaN)."""
         self._finish_measurements()
         self._finish_memory()
+        self.roles.finish()
         steps = self.steps
         self.failures.catch_unstepped(steps.pending_losses, steps.first_pending_context, self.step, self.epoch)
         steps.pending_losses = []
@@ -241,6 +276,8 @@ class Recorder:
         self.steps.first_pending_context = None
         self.models.clear()
         self.optimizers.clear()
+        self.parts.clear()
+        self.roles.clear()
         self.memory.release()
         self.queue.clear()
 

@@ -3,6 +3,10 @@ and their layers recorded in forward order, so findings can say "features.3 (Con
 
 from __future__ import annotations
 
+import linecache
+import os
+import re
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -39,6 +43,55 @@ def compiled_original(module: torch.nn.Module) -> torch.nn.Module | None:
     return inner if type(module).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module) else None
 
 
+def input_shape(args: tuple) -> list[int] | None:
+    """The shape of a forward's first input: a tensor's, or a detector's list of images' first."""
+    first = args[0] if args else None
+    if isinstance(first, (list, tuple)) and first and isinstance(first[0], torch.Tensor):
+        first = first[0]
+    return list(first.shape) if isinstance(first, torch.Tensor) else None
+
+
+OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+CALLEE = re.compile(r"(?<![\w.)\]])((?:self\.)?[A-Za-z_]\w*)\s*\(")
+
+
+def script_name(module: torch.nn.Module, depth: int = 40) -> str | None:
+    """The name the script calls a model by (`netG` in `netG(noise)`, `self.generator(z)`), from
+    the first frame outside torch and torchdoctor; read once, when the model is discovered.
+
+    A function's locals are never read through `frame.f_locals`: on Python < 3.13 that leaves a
+    snapshot of them on the frame, holding every local (the epoch's DataLoader) until the
+    function returns. At module level its names are its globals, checked by identity; in a
+    function the call on the frame's line names it, when that line calls one local or attribute."""
+    try:
+        frame = sys._getframe(1)
+    except ValueError:
+        return None
+    while frame is not None and depth > 0:
+        depth -= 1
+        filename = frame.f_code.co_filename
+        if not filename.startswith(OWN_DIRS) and not filename.startswith("<frozen"):
+            break
+        frame = frame.f_back
+    if frame is None or depth == 0:
+        return None
+    if frame.f_code.co_name == "<module>":
+        return next((name for name, value in frame.f_globals.items() if value is module), None)
+    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    local = set(frame.f_code.co_varnames) | set(frame.f_code.co_cellvars) | set(frame.f_code.co_freevars)
+    names = []
+    for callee in CALLEE.findall(line):
+        if callee.startswith("self."):
+            names.append(callee[5:])
+        elif callee in local:
+            names.append(callee)
+        elif frame.f_globals.get(callee) is module:
+            return callee
+    return names[0] if len(names) == 1 else None
+
+
 def training_forward(module: torch.nn.Module) -> bool:
     return (module.training and torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
             and not tracing())
@@ -55,6 +108,7 @@ class RootState:
     forward_order: list[int] = field(default_factory=list)  # ids, first forward only
     order_done: bool = False
     info: ModelInfo | None = None
+    label: str = ""  # what the script calls it (ModelInfo.label)
 
 
 class Models:
@@ -97,17 +151,36 @@ class Models:
         if inner is not None:  # torch.compile(model): name the layers as the model names them
             self._note_compiled(inner, step)
         named = inner if inner is not None else module
-        prefix = "" if not self.roots else f"{type(named).__name__}:"
-        names = {id(m): (prefix + n if n else type(named).__name__) for n, m in named.named_modules()}
+        # A second model's modules are named after what the script calls it: `netG:main.6`.
+        label = self._unique(script_name(module) or type(named).__name__)
+        prefix = "" if not self.roots else f"{label}:"
+        own = type(named).__name__ if not self.roots else label
+        names = {id(m): (prefix + n if n else own) for n, m in named.named_modules()}
         names[id(module)] = names[id(named)]
         params = {id(p): prefix + n for n, p in named.named_parameters()}
-        state = RootState(module, prefix, names, params)
+        state = RootState(module, prefix, names, params, label=label)
         self.roots[id(module)] = state
         if self.timeline.run.device == "cpu":
             first = next(module.parameters(), None)
             if first is not None:
                 self.timeline.run.device = str(first.device)
         return state
+
+    def _unique(self, label: str) -> str:
+        taken = {state.label for state in self.roots.values()}
+        if label not in taken:
+            return label
+        n = 2
+        while f"{label}#{n}" in taken:
+            n += 1
+        return f"{label}#{n}"
+
+    def label_of_param(self, param_id: int) -> str | None:
+        """The label of the model a parameter belongs to."""
+        for state in self.roots.values():
+            if param_id in state.param_names:
+                return state.label
+        return None
 
     def _note_compiled(self, inner: torch.nn.Module, step: int) -> None:
         if not self.timeline.events_of("compiled"):
@@ -128,7 +201,8 @@ class Models:
                 return None
             owner = self.owner_of(module)
             if owner is not None:  # a submodule of a known model, called on its own
-                state = RootState(module, owner.prefix, owner.module_names, owner.param_names, order_done=True)
+                state = RootState(module, owner.prefix, owner.module_names, owner.param_names, order_done=True,
+                                  label=owner.label)
                 self.roots[key] = state
             else:
                 state = self.discover(module, step)
@@ -153,7 +227,8 @@ class Models:
             module_types=types,
             num_params=sum(p.numel() for p in params),
             trainable_params=sum(p.numel() for p in params if p.requires_grad),
-            input_shape=list(args[0].shape) if args and isinstance(args[0], torch.Tensor) else None,
+            input_shape=input_shape(args),
+            label=state.label,
         )
         self.timeline.models.append(state.info)
         for _, sub in ordered:
@@ -168,6 +243,7 @@ class Models:
                     params=[state.param_names.get(id(p), n) for n, p in own],
                     numel=sum(p.numel() for _, p in own),
                     kind=layer_kind(sub),
+                    model=state.label,
                 )
             )
             for _, p in own:

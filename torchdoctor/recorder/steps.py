@@ -21,13 +21,15 @@ from .models import Models
 from .optimizers import Optimizers, current_lr, hparams
 from .phases import PhaseWatch
 from .readback import ReadbackQueue, read_now
+from .roles import Roles
 from .sampling import Sampling
+from .terms import LossParts
 
 
 class Steps:
     def __init__(self, timeline: Timeline, models: Models, loaders: Loaders, optimizers: Optimizers,
                  evaluation: Evaluation, sampling: Sampling, failures: Failures, memory: MemoryWatch,
-                 queue: ReadbackQueue) -> None:
+                 queue: ReadbackQueue, parts: LossParts, roles: Roles) -> None:
         self.timeline = timeline
         self.models = models
         self.loaders = loaders
@@ -37,6 +39,8 @@ class Steps:
         self.failures = failures
         self.memory = memory
         self.queue = queue
+        self.parts = parts
+        self.roles = roles
         self.phases = PhaseWatch(timeline)
         self.manual = ManualUpdates(models)
         # The parameters of the last hand-made step, and its record: its update ratio is measured
@@ -62,6 +66,7 @@ class Steps:
         if not self.pending_losses:  # references only; kept until the step's read-back
             self.first_pending_context = self.failures.context()
         self.pending_losses.append(loss)
+        self.roles.on_backward(tensors, loss)
         # On CPU reading the value costs nothing, so check now, while the last forward is still
         # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
         # check waits for the step's single read-back (first_pending_context covers the skip).
@@ -85,7 +90,7 @@ class Steps:
         if primary:
             self.optimizers.check_habits(state, self.step, self.loaders.epoch)
             self.memory.at_step(state.params)
-        numbers, counted_from, context, accuracy = self._read_back(state.params, state.layer_of)
+        numbers, counted_from, context, found = self._read_back(state.params, state.layer_of)
         if primary:
             self.phases.at_step(self.step, new_optimizer, frozenset(numbers.layer_norms),
                                 self.loaders.dataset_of_batch())
@@ -93,7 +98,7 @@ class Steps:
             self.loaders.count_epoch()
             record = StepRecord(step=self.step, epoch=self.loaders.epoch, lr=current_lr(optimizer))
             self.timeline.add_step(record)
-            record.accuracy = accuracy
+            record.accuracy = found.get("accuracy")
             if not self.timeline.optimizer_hparams:
                 self.timeline.optimizer_hparams = hparams(optimizer)
             if primary:
@@ -105,25 +110,31 @@ class Steps:
                 # backwarded since zero_grad().
                 record.loss = sum(counted)
         record = self.timeline.steps[-1]
+        if "terms" in found:
+            record.terms = found["terms"]
+        counted = numbers.losses[counted_from:]
+        self.roles.at_step(optimizer, state.params, found["counted"], sum(counted) if counted else None, record)
         merge_grads(record, numbers, len(self.timeline.layers))
         self._check_nonfinite(record, numbers, state.params, context)
 
     def _read_back(self, params: list[torch.nn.Parameter],
-                   layer_of: list[int]) -> tuple[StepNumbers, int, Any, float | None]:
+                   layer_of: list[int]) -> tuple[StepNumbers, int, Any, dict[str, Any]]:
         """The step's one transfer: the losses backwarded since the last step, the gradient norms,
         and everything queued; returns the numbers, where the counted losses start, the context
-        of the first loss, and the step's training accuracy."""
+        of the first loss, and what else was found: the step's training accuracy, the model's
+        loss parts, the counted loss tensors."""
         if self.evaluation.tracker.pending:  # training resumed: the evaluation passes before it are complete
             self.evaluation.drain()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
         self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
-        accuracy: dict[str, float | None] = {}
-        self.sampling.queue_accuracy(accuracy)
+        found: dict[str, Any] = {"counted": losses[counted_from:]}
+        self.sampling.queue_accuracy(found)
+        self.parts.queue_terms(found)
         extras, decoders = self.queue.take()
         numbers = measure_step(params, layer_of, losses, extras)
         self.queue.apply(decoders, numbers.extras)
         self.loaders.batch_since_step = False
-        return numbers, counted_from, context, accuracy.get("accuracy")
+        return numbers, counted_from, context, found
 
     def _check_nonfinite(self, record: StepRecord, numbers: StepNumbers, params: list[torch.nn.Parameter],
                          context: Any) -> None:
@@ -166,9 +177,10 @@ class Steps:
             self.sampling.after_update(params, layer_of, record)
         params = [p for _, p in self.models.trainable() if p.grad is not None]
         layer_of = [self.models.layer_of(p, f"param{i}") for i, p in enumerate(params)]
-        numbers, counted_from, context, accuracy = self._read_back(params, layer_of)
+        numbers, counted_from, context, found = self._read_back(params, layer_of)
         self.loaders.count_epoch()
-        record = StepRecord(step=self.step, epoch=self.loaders.epoch, accuracy=accuracy)
+        record = StepRecord(step=self.step, epoch=self.loaders.epoch, accuracy=found.get("accuracy"),
+                            terms=found.get("terms"))
         self.timeline.add_step(record)
         counted = numbers.losses[counted_from:]
         if counted:

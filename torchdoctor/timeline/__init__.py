@@ -21,12 +21,19 @@ from .records import (
     LossPrior,
     ModelInfo,
     Phase,
+    Roles,
     RunInfo,
     StepRecord,
 )
 
 __all__ = ["MAX_HABIT_SAMPLES", "AmpInfo", "EvalPass", "Event", "Habits", "LayerInfo", "LossPrior", "MemoryInfo",
-           "MemoryProfile", "MemorySample", "ModelInfo", "ModuleMemory", "Phase", "RunInfo", "StepRecord", "Timeline"]
+           "MemoryProfile", "MemorySample", "ModelInfo", "ModuleMemory", "Phase", "Roles", "RunInfo",
+           "StepRecord", "Timeline", "TASKS"]
+
+TASKS = ("classification", "detection", "segmentation", "generation", "other")
+CLASS_LOSSES = frozenset({"cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                          "multilabel_soft_margin_loss", "multi_margin_loss", "multilabel_margin_loss",
+                          "linear_cross_entropy"})
 
 T = TypeVar("T", bound=tuple)
 
@@ -57,6 +64,10 @@ class Timeline:
     # Where the probes saw training change (a new optimizer, other parameters, another dataset);
     # `phases()` adds the learning-rate restarts, which the lr series shows.
     phase_starts: list[Phase] = field(default_factory=list)
+    roles: Roles = field(default_factory=Roles)
+    # The names of the loss parts a model returned as a dict, each with the module that made it
+    # (a detector's `roi_heads`, `rpn`), where known.
+    loss_terms: dict[str, str | None] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
 
     def add_step(self, record: StepRecord) -> None:
@@ -92,6 +103,54 @@ class Timeline:
 
     def loss_series(self) -> list[tuple[int, float]]:
         return [(r.step, r.loss) for r in self.steps if r.loss is not None]
+
+    def term_series(self) -> dict[str, list[tuple[int, float]]]:
+        """(step, value) of each loss part a model returned as a dict, by name, in first-seen order."""
+        return self._named_series("terms")
+
+    def model_loss_series(self) -> dict[str, list[tuple[int, float]]]:
+        """(step, loss) of each model trained by its own optimizer (a GAN's), by model name."""
+        return self._named_series("model_losses")
+
+    def _named_series(self, attribute: str) -> dict[str, list[tuple[int, float]]]:
+        out: dict[str, list[tuple[int, float]]] = {}
+        for r in self.steps:
+            for name, value in (getattr(r, attribute) or {}).items():
+                out.setdefault(name, []).append((r.step, value))
+        return out
+
+    def model_grad_norms(self, model: str) -> list[tuple[int, float]]:
+        """(step, L2 norm) of one model's gradients, from its layers' norms."""
+        index = [i for i, layer in enumerate(self.layers) if layer.model == model]
+        out = []
+        for r in self.steps:
+            norms = r.layer_grad_norms
+            if not norms:
+                continue
+            values = [norms[i] for i in index if i < len(norms) and norms[i] is not None]
+            if values and all(math.isfinite(v) for v in values):
+                out.append((r.step, math.sqrt(sum(v * v for v in values))))
+        return out
+
+    @property
+    def task(self) -> str:
+        """What the run trains, from what the probes saw: a generator feeding a discriminator is
+        generation; a detector's targets (boxes) detection; one class per pixel segmentation; a
+        loss over classes classification; anything else other."""
+        if self.run.task in TASKS:
+            return self.run.task
+        if self.roles.generator is not None and self.roles.discriminator is not None:
+            return "generation"
+        if self.habits.targets == "boxes":
+            return "detection"
+        prior = self.prior
+        if prior is not None and prior.dense and prior.loss_fn in ("cross_entropy", "nll_loss"):
+            return "segmentation"
+        if self.habits.targets == "masks":
+            return "segmentation"
+        if prior is not None and prior.loss_fn in CLASS_LOSSES or self.train_loss_fn in CLASS_LOSSES:
+            return "classification"
+        return "other"
 
     def validation(self) -> list[EvalPass]:
         """The evaluations of the validation set: those logged with `doctor.log(val_loss=...)` if any;

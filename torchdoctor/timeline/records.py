@@ -18,6 +18,7 @@ class LayerInfo:
     params: list[str]
     numel: int
     kind: str  # "weight" (conv/linear-like), "norm", "embedding" or "other"
+    model: str | None = None  # ModelInfo.label of the model it belongs to (a GAN's G and D apart)
 
 
 @dataclass
@@ -29,6 +30,12 @@ class ModelInfo:
     num_params: int
     trainable_params: int
     input_shape: list[int] | None = None  # of the first positional input of the first forward
+    # What the script calls it (the variable it was called through: `netG`), unique in the run;
+    # the class name when no name was found. Several models' series and roles go by it.
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     def modules_of_type(self, types: frozenset[str] | set[str]) -> list[str]:
         return [n for n, t in self.module_types.items() if t in types]
@@ -54,6 +61,12 @@ class StepRecord:
     # 0.0 means the step changed no weight at all.
     update_ratio: float | None = None
     layer_update_ratios: list[float | None] | None = None  # aligned with Timeline.layers
+    # The parts of the loss a model returned as a dict (a torchvision detector's loss_classifier,
+    # loss_box_reg, ...), by name: the step's loss is their sum, each is its own series.
+    terms: dict[str, float] | None = None
+    # Each model's own loss at this step, by ModelInfo.label, when several models are trained by
+    # their own optimizers (a GAN's discriminator and generator take turns within one step).
+    model_losses: dict[str, float] | None = None
 
 
 @dataclass
@@ -70,6 +83,7 @@ class EvalPass:
     loader: str | None = None  # which loader ("loader 2"), None for tensors fed directly
     source: str = "loss"  # "loss": a loss call was seen; "derived": the training loss applied to output and target
     loss_fn: str | None = None  # e.g. "cross_entropy"
+    iou: float | None = None  # mean IoU over the classes seen, for dense (segmentation) targets
 
 
 @dataclass
@@ -109,6 +123,9 @@ class RunInfo:
     # How the run was cut short, if it was: "Ctrl-C" or "SIGTERM" (report.interruption); it then
     # stopped after its last recorded step, and is never called healthy.
     interrupted: str | None = None
+    # What the run trains: "classification", "detection", "segmentation", "generation" or "other"
+    # (Timeline.task decides it from what the probes saw; recorded here once decided).
+    task: str | None = None
 
 
 @dataclass
@@ -122,6 +139,8 @@ class LossPrior:
     label_smoothing: float = 0.0
     weighted: bool = False  # class weights given
     chance: float | None = None  # the loss of a uniform prediction: ln(C); ln(2) per element for BCE
+    dense: bool = False  # one class index per pixel (N, C, H, W logits): segmentation
+    ignore_index: int | None = None  # the target value the loss skips, when the script set one
 
 
 @dataclass
@@ -155,6 +174,28 @@ class Habits:
     loaders: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_loader: str | None = None
     train_time_s: float | None = None  # from the first training batch to the last optimizer step
+    # Sampled training batches of a loss over class indices: {"step", "labels", "predicted",
+    # "correct"}, each a list of counts per class (pixels for segmentation), ignore_index left out.
+    classes: list[dict[str, Any]] = field(default_factory=list)
+    # What the model's training forward was given as targets: "boxes" (a detector's list of dicts
+    # with boxes), "masks", or None.
+    targets: str | None = None
+
+
+@dataclass
+class Roles:
+    """Which model makes what another judges (a generator whose output a discriminator scores), seen
+    from the data flowing between the models, and what each optimizer's step was given."""
+
+    generator: str | None = None  # ModelInfo.label
+    discriminator: str | None = None
+    # (step, diversity) on sampled steps: the spread of the generator's outputs across the batch
+    # over their spread overall; a collapsed generator gives every noise vector the same output.
+    diversity: list[tuple[int, float]] = field(default_factory=list)
+    # One per optimizer, in the order they first stepped: {"index", "optimizer" (class), "models"
+    # (the models its parameters belong to), "reaches" (the models whose parameters the losses
+    # backwarded before its step reach, on the steps checked), "steps"}.
+    optimizers: list[dict[str, Any]] = field(default_factory=list)
 
 
 MAX_HABIT_SAMPLES = 64  # sampled statistics kept of each kind
