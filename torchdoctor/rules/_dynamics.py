@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from ..timeline import Phase
 from ._numbers import median
 
+# Why the loss-curve rules leave a GAN alone: its losses are a game, not a descent.
+GAN_LOSSES = ("a GAN's losses are a game between two models, not a descent: judged by discriminator_overpowering "
+              "and mode_collapse instead")
 PHASE_REASONS = {"start": "the start", "new_optimizer": "a new optimizer", "trained_parameters":
                  "other parameters trained", "new_dataset": "another dataset", "lr_restart": "a learning-rate restart"}
 

@@ -14,6 +14,8 @@ from .base import Param, finding_for, rule
 @rule("dead_units", Severity.WARNING, "A large fraction of ReLU outputs are zero for every input",
       {"dead_share": Param(0.5, "share of a layer's units dead over a whole batch that is too many"),
        "min_samples": Param(2, "sampled forwards needed, the last of them all showing it"),
+       "min_values": Param(16, "values each unit must be seen on in a sample (batch x positions) for 'zero for "
+                           "every input' to mean anything: an SE block's squeeze on a batch of 4 is seen 4 times"),
        "growth": Param(0.1, "dying: the dead share rose by more than this since the first sample (else it was "
                        "dead from initialization, info while the loss comes down)")})
 def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
@@ -33,14 +35,17 @@ def dead_units(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     negative, or inputs on the wrong scale.
 
     Not flagged: ordinary sparsity (most units zero for most inputs, but each alive for some),
-    which is what ReLU networks do.
+    which is what ReLU networks do; and a unit seen on fewer than `min_values` values in a sample
+    (a squeeze-and-excitation ReLU on a batch of 4 images is seen 4 times: zero on all four says
+    little).
     """
     by_module: dict[str, list[dict]] = {}
     for s in tl.habits.activations:
         if "dead" in s:
             by_module.setdefault(s["module"], []).append(s)
     def mostly_dead(s: dict) -> bool:
-        return bool(s["units"]) and s["dead"] / s["units"] >= p["dead_share"]
+        return (bool(s["units"]) and s["dead"] / s["units"] >= p["dead_share"]
+                and s.get("per_unit", p["min_values"]) >= p["min_values"])
 
     dead_layers = [m for m, ss in by_module.items()
                    if len(ss) >= p["min_samples"] and all(mostly_dead(s) for s in ss[-2:])]

@@ -10,6 +10,7 @@ from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
 from ..timeline import Phase, Timeline
 from ._dynamics import (
+    GAN_LOSSES,
     Block,
     block_medians,
     block_noise,
@@ -154,6 +155,8 @@ def divergence(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     already does), decay it when it was constant, and clip gradients (`max_norm` from the steps
     before the low).
     """
+    if tl.task == "generation":
+        raise NotEvaluated(GAN_LOSSES)
     if tl.events_of("nonfinite_loss"):
         return  # nonfinite_loss explains this run; a second finding would only repeat it
     series = tl.finite_losses()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
 from ..timeline import Timeline
-from ._dynamics import block_window, phase_evidence, phase_title, progress
+from ._dynamics import GAN_LOSSES, block_window, phase_evidence, phase_title, progress
 from ._fixes import raise_learning_rate
 from ._numbers import median, nice, thin
 from .base import NotEvaluated, Param, finding_for, rule
@@ -97,6 +97,8 @@ def loss_plateau(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
 
     What to do: the fixes follow the cause; the ratio and the learning rate are in the evidence.
     """
+    if tl.task == "generation":
+        raise NotEvaluated(GAN_LOSSES)
     if tl.events_of("nonfinite_loss"):
         return
     series = tl.finite_losses()

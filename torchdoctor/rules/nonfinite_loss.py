@@ -76,6 +76,9 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     for key in ("input", "masked_neg_inf", "kind", "weights_nonfinite"):
         if key in data:
             evidence[key] = data[key]
+    term = _nonfinite_term(tl, step)
+    if term is not None:  # a model that returns its losses (a detector): which part went first
+        evidence.update(term)
 
     value = fmt(data.get("value"))
     fixes: list[Fix] = []
@@ -146,11 +149,31 @@ def nonfinite_loss(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                 fixes.append(fix)
     if grads_grew:
         title += " after the gradients exploded"
+    if term is not None and len(term["nonfinite_terms"]) < len(term["terms"]):  # one part, not all
+        head = f" (computed in {term['head']})" if term.get("head") else ""
+        title += f"; the loss part {term['term']}{head} went non-finite"
     yield finding_for(
         "nonfinite_loss", title, step=step, epoch=event.epoch,
         where=origin if origin not in (None, "input", "loss") else None,
         evidence=evidence, fixes=fixes,
     )
+
+
+def _nonfinite_term(tl: Timeline, step: int | None) -> dict[str, object] | None:
+    """The first loss part that was non-finite at the NaN's step (or the first step after it
+    that recorded parts), with the head that computes it and every part's value then. When every
+    part is non-finite, the origin (a backbone layer) says more than the part does."""
+    for rec in tl.steps:
+        if rec.terms is None or (step is not None and rec.step < step):
+            continue
+        bad = [name for name, v in rec.terms.items() if not math.isfinite(v)]
+        if not bad:
+            if step is not None and rec.step == step:
+                return None
+            continue
+        return {"term": bad[0], "nonfinite_terms": bad, "head": tl.loss_terms.get(bad[0]),
+                "terms": dict(rec.terms), "terms_step": rec.step}
+    return None
 
 
 def _counts(info: dict) -> str:

@@ -10,6 +10,9 @@ from ..layers import CONTAINER_TYPES, NORMALIZATION_TYPES
 from ..timeline import Timeline
 from .base import Param, finding_for, rule
 
+# A model's first module that standardizes from a [0, 1] input (torchvision's detectors)
+SELF_NORMALIZING = frozenset({"GeneralizedRCNNTransform"})
+
 
 @rule("unnormalized_input", Severity.WARNING, "Input values far from a normalized range (e.g. raw 0-255 pixels)",
       {"max_scale": Param(10.0, "a mean or standard deviation above this (in absolute value) is unnormalized")})
@@ -50,6 +53,13 @@ def unnormalized_input(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         mean, std = round(s["mean"], 4), round(max(s["std"], 1e-6), 4)
         snippet = f"x = (x - {mean}) / {std}  # statistics of your training set; compute them once"
     what = "raw 0-255 pixels" if pixels else "unscaled values"
+    text = ("Scale the pixels to [0, 1] and standardize each channel with these statistics (measured on "
+            "your batches)." if pixels else "Standardize the input with its mean and standard deviation.")
+    if first is not None and first[1] in SELF_NORMALIZING:
+        # torchvision's detectors standardize inside (image_mean, image_std) but expect [0, 1] images.
+        text = (f"{first[1]} standardizes the images itself, from [0, 1]: give it pixels divided by 255 "
+                "(transforms.v2.ToDtype(torch.float32, scale=True) does it).")
+        snippet = "images = [img.float() / 255.0 for img in images]  # the detector normalizes from [0, 1]"
     yield finding_for(
         "unnormalized_input",
         f"The model's input looks like {what}: range {fmt(s['min'])}..{fmt(s['max'])}, mean {fmt(s['mean'])}, "
@@ -58,9 +68,6 @@ def unnormalized_input(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         evidence={"min": s["min"], "max": s["max"], "mean": s["mean"], "std": s["std"], "shape": s["shape"],
                   "channel_mean": channel_mean, "channel_std": channel_std, "samples": len(samples),
                   "unnormalized_samples": len(bad)},
-        fixes=[Fix("normalize_input",
-                   ("Scale the pixels to [0, 1] and standardize each channel with these statistics (measured on "
-                    "your batches)." if pixels else "Standardize the input with its mean and standard deviation."),
-                   {"mean": mean, "std": std, "divide_by": 255 if pixels else None},
+        fixes=[Fix("normalize_input", text, {"mean": mean, "std": std, "divide_by": 255 if pixels else None},
                    snippet)],
     )
