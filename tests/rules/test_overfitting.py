@@ -177,3 +177,17 @@ def test_a_run_whose_training_loss_rose_too_is_not_overfitting():
     # Both curves climb: the learning rate is at fault (divergence), not memorization.
     train = [max(0.5, 1.4 - 0.15 * e) * (1 + 0.05 * max(0, e - 6)) for e in range(EPOCHS)]
     assert findings("overfitting", run(train, overfit_val())) == []
+
+
+def test_segmentation_is_judged_by_its_mean_iou_not_its_background_dominated_pixel_accuracy():
+    """Pixel accuracy of a 95%-background mask hardly moves (0.96 → 0.955) while the mean IoU falls
+    from 0.74 to 0.6: the IoU is the validation metric that overfitting reads."""
+    iou = [0.5 + 0.04 * e if e <= 6 else 0.74 - 0.015 * (e - 6) for e in range(20)]
+    tl = make_dynamics_timeline(per_step(decay(20, 1.4, 0.05, 5)), SPE)
+    val = [0.3 - 0.01 * e if e <= 6 else 0.24 + 0.001 * (e - 6) for e in range(20)]  # barely moving
+    tl.evaluations = [EvalPass(step=(e + 1) * SPE, epoch=e, loss=val[e], accuracy=0.96 - 0.0005 * e, iou=v,
+                               loader="loader 2") for e, v in enumerate(iou)]
+    (finding,) = findings("overfitting", tl)
+    assert finding.evidence["criterion"] == "val_accuracy_drop" and finding.epoch == 6
+    assert finding.evidence["val_metric"] == "mean IoU"
+    assert "validation mean IoU fell from" in finding.title  # smoothed: median of three

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..timeline import EvalPass, Timeline
+from .classes import class_stats, class_target, is_dense, mean_iou
 
 if TYPE_CHECKING:
     from ..probes.shared import Shared
@@ -27,12 +28,14 @@ ELEMENTWISE_LOSSES = frozenset({"mse_loss", "l1_loss", "smooth_l1_loss", "huber_
 @dataclass
 class LossTerms:
     """One loss call, on the device: the loss summed over the batch, its sample count, and for a
-    classification loss the correct predictions and the counted targets."""
+    classification loss the correct predictions and the counted targets; for one over pixels
+    (segmentation) the per-class counts (classes.class_stats) that make the pass's mean IoU."""
 
     loss_sum: torch.Tensor
     samples: int
     correct: torch.Tensor | None = None
     counted: torch.Tensor | None = None
+    classes: torch.Tensor | None = None
 
 
 def loss_terms(name: str, args: tuple, kwargs: dict, out: Any) -> LossTerms | None:
@@ -48,6 +51,9 @@ def loss_terms(name: str, args: tuple, kwargs: dict, out: Any) -> LossTerms | No
     counts = class_counts(name, args, kwargs)
     if counts is not None:
         terms.correct, terms.counted = counts
+        found = class_target(name, args, kwargs)
+        if found is not None and is_dense(found[0]):
+            terms.classes = class_stats(name, args, kwargs)
     return terms
 
 
@@ -159,7 +165,15 @@ class EvalTracker:
             if classified and len(classified) == len(terms):
                 values += [t.correct.reshape(1) for t in classified] + [t.counted.reshape(1) for t in classified]
             device = values[0].device
+            dense = [t.classes for t in terms if t.classes is not None]
+            iou_values = 0
+            if dense and len(dense) == len(terms) and len({d.numel() for d in dense}) == 1:
+                values.append(torch.stack(dense).sum(0))  # intersections and unions summed over the pass
+                iou_values = dense[0].numel()
             host = torch.cat([v.float().to(device) for v in values]).tolist()
+            iou = None
+            if iou_values:
+                iou, host = mean_iou(host[-iou_values:]), host[:-iou_values]
             n = len(terms)
             samples = sum(t.samples for t in terms)
             accuracy = None
@@ -175,7 +189,7 @@ class EvalTracker:
             out.append(EvalPass(
                 step=p.step, epoch=p.epoch, loss=sum(host[:n]) / samples if samples else None,
                 accuracy=accuracy, samples=samples, batches=n, loader=loader,
-                source="loss" if (p.terms or p.tentative) else "derived", loss_fn=p.loss_fn,
+                source="loss" if (p.terms or p.tentative) else "derived", loss_fn=p.loss_fn, iou=iou,
             ))
         return out
 
@@ -216,15 +230,26 @@ class Evaluation:
         if name is None or not isinstance(batch, (list, tuple)) or len(batch) != 2:
             return
         target = batch[1]
+        if isinstance(output, dict) and isinstance(output.get("out"), torch.Tensor):
+            output = output["out"]  # a torchvision segmentation model's {"out", "aux"}
         if not isinstance(target, torch.Tensor) or not isinstance(output, torch.Tensor):
             return
         target = target.to(output.device, non_blocking=True)
         function = self.shared.loss_functions.get(name)
         if function is None or not derivable(name, output, target):
             return
+        kwargs = {}
+        if name in CLASSIFICATION_LOSSES:
+            # The training loss's ignore_index, and any label it could not score ignored too: a
+            # derived loss must never raise (on CUDA an out-of-range index is a device assert).
+            prior = self.timeline.prior
+            ignore = prior.ignore_index if prior is not None and prior.ignore_index is not None else -100
+            classes = output.shape[1]
+            target = target.masked_fill((target < 0) | (target >= classes), ignore)
+            kwargs["ignore_index"] = ignore
         with torch.no_grad():
-            value = function(output.detach(), target)
-        terms = loss_terms(name, (output, target), {}, value)
+            value = function(output.detach(), target, **kwargs)
+        terms = loss_terms(name, (output, target), kwargs, value)
         if terms is not None:
             self.note_mode(model, step)
             self.tracker.add_derived(*self.context(step), name, terms)

@@ -22,6 +22,7 @@ from ..probes.habits import (
 from ..probes.shared import Shared
 from ..probes.updates import UpdateSampler, ratios
 from ..timeline import MAX_HABIT_SAMPLES, StepRecord, Timeline
+from .classes import annotate_prior, class_stats, decode_class_stats
 from .evaluation import class_counts
 from .readback import ReadbackQueue
 
@@ -79,6 +80,7 @@ class Sampling:
         self.inputs_sampled: set[int] = set()
         self.activations_sampled: set[int] = set()
         self.functional: FunctionalActivations | None = None  # on while a sampled forward runs
+        self.prior_annotated: object | None = None  # the LossPrior whose dense/ignore_index were set
 
     def due(self, step: int) -> bool:
         return self.updates.due(step)
@@ -111,7 +113,7 @@ class Sampling:
         stats = input_stats(x)
         if stats is None:
             return
-        shape = list(x.shape)
+        shape = list(x.shape) if isinstance(x, torch.Tensor) else [len(x), *x[0].shape]  # a list of images
         self.queue.add(stats, lambda v: inputs.append(decode_input(step, shape, v)))
 
     def on_activation(self, module: torch.nn.Module, output: Any, step: int) -> None:
@@ -131,9 +133,11 @@ class Sampling:
         if stats is None:
             return
         units = output.shape[1]
+        per_unit = output.numel() // units if units else 0  # the values each unit was seen on
         if kind in RELU_TYPES:
             def decode(v: list[float]) -> None:
-                found.append({"step": step, "module": name, "type": kind, "dead": int(v[0]), "units": units})
+                found.append({"step": step, "module": name, "type": kind, "dead": int(v[0]), "units": units,
+                              "per_unit": per_unit})
         else:
             def decode(v: list[float]) -> None:
                 shares = dict(zip(SATURATION_MARGINS, v, strict=True))
@@ -143,17 +147,33 @@ class Sampling:
 
     def on_training_loss(self, name: str, args: tuple, kwargs: dict, step: int) -> None:
         """Training accuracy is a curve for the reports, no rule's input: sampled like the update
-        ratio, it costs a dozen small ops on one step in ten instead of on every step."""
+        ratio, it costs a dozen small ops on one step in ten instead of on every step. The
+        per-class counts ride along (class_imbalance's input)."""
+        prior = self.timeline.prior
+        if prior is not None and prior is not self.prior_annotated:
+            self.prior_annotated = prior
+            annotate_prior(prior, name, args, kwargs)
         if not self.updates.due(step):
             return
         counts = class_counts(name, args, kwargs)
         if counts is not None:
             self.pending_accuracy.append(counts)
+        self._sample_classes(name, args, kwargs, step)
         loss_inputs = self.timeline.habits.loss_inputs
         if len(loss_inputs) < MAX_HABIT_SAMPLES:
             stats = loss_input_stats(name, args)
             if stats is not None:
                 self.queue.add(stats, lambda v: loss_inputs.append(decode_loss_input(step, name, v)))
+
+    def _sample_classes(self, name: str, args: tuple, kwargs: dict, step: int) -> None:
+        """Labels, predictions and correct predictions per class, kept for the latest sampled steps."""
+        found = self.timeline.habits.classes
+        stats = class_stats(name, args, kwargs)
+        if stats is None:
+            return
+        if len(found) >= MAX_HABIT_SAMPLES:
+            del found[: MAX_HABIT_SAMPLES // 2]
+        self.queue.add(stats, lambda v: found.append(decode_class_stats(step, v)))
 
     def queue_accuracy(self, holder: dict[str, float | None]) -> None:
         """This step's training accuracy counts ride along with its read-back, into `holder`."""

@@ -51,7 +51,7 @@ def overfitting(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     - val_loss_rise: each of the last `patience` (3) passes has a validation loss at least
       `min_rise` (10%) above its best, while the training loss fell at least
       `min_train_drop` (5%) below its level at the best pass;
-    - val_accuracy_drop: validation accuracy, likewise, at least `min_acc_drop` (3 points)
+    - val_accuracy_drop: validation accuracy (mean IoU for segmentation), likewise, at least `min_acc_drop` (3 points)
       below its best on each of the last `patience` passes, the validation loss (if measured)
       not having improved over them, the training loss falling as above;
     - gap: the validation loss has not improved over the last `patience` passes, the training
@@ -101,7 +101,7 @@ def overfitting(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     p["min_rise"] = max(p["min_rise"], math.exp(NOISE_SDS * _pass_noise(losses, log=True)) - 1)
     p["min_acc_drop"] = max(p["min_acc_drop"], NOISE_SDS * _pass_noise(acc, log=False))
     p["min_train_drop"] = max(p["min_train_drop"], 1 - math.exp(-NOISE_SDS * _pass_noise(train, log=True)))  # type: ignore[arg-type]
-    verdict = _loss_rise(sv, st, patience, p) or _accuracy_drop(sa, sv, st, patience, p)
+    verdict = _loss_rise(sv, st, patience, p) or _accuracy_drop(sa, sv, st, patience, p, _metric(passes))
     if verdict is None and _comparable(tl, passes):
         verdict = _gap(sv, st, patience, p)
     if verdict is None:
@@ -144,13 +144,14 @@ def overfitting(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             "val_accuracy_at_best": acc[best],
             "val_accuracy_final": acc[-1],
             "val_accuracy_curve": thin([(x, a) for x, a in zip(xs, acc, strict=True) if a is not None]),
+            "val_metric": _metric(passes),
         })
     title = f"Overfitting: {verdict.detail.format(where=where, best=fmt(best_loss))}"
     if drop is not None:
         title += f", while the training loss fell from {fmt(st[verdict.best])} to {fmt(st[-1])}"
     held = sa[-1] is not None and max(a for a in sa if a is not None) - sa[-1] < 0.005
     if verdict.criterion == "val_loss_rise" and held:
-        title += f" (validation accuracy held at {sa[-1]:.1%}: the model grows over-confident)"
+        title += f" (validation {_metric(passes)} held at {sa[-1]:.1%}: the model grows over-confident)"
     fixes = [early_stopping(at, where, best_loss, acc[best], n - 1 - best, patience, verdict.criterion)]
     model = tl.models[0] if tl.models else None
     for fix in (weight_decay(tl), augment(model), dropout(tl, model), smaller_model(model)):
@@ -179,7 +180,7 @@ def _loss_rise(sv: list[float | None], st: list[float], patience: int, p: dict[s
 
 
 def _accuracy_drop(sa: list[float | None], sv: list[float | None], st: list[float], patience: int,
-                   p: dict[str, float]) -> Verdict | None:
+                   p: dict[str, float], metric: str = "accuracy") -> Verdict | None:
     idx = [i for i, a in enumerate(sa) if a is not None]
     if len(idx) < int(p["min_passes"]):
         return None
@@ -195,7 +196,7 @@ def _accuracy_drop(sa: list[float | None], sv: list[float | None], st: list[floa
     if all(sa[i] <= top - p["min_acc_drop"] for i in tail):  # type: ignore[operator]
         final = sa[idx[-1]]
         return Verdict("val_accuracy_drop", best,
-                       f"validation accuracy fell from {top:.1%} ({{where}}) to {final:.1%}")
+                       f"validation {metric} fell from {top:.1%} ({{where}}) to {final:.1%}")
     return None
 
 
@@ -257,8 +258,16 @@ def _pass_noise(values: list[float | None], log: bool) -> float:
     return sum(residuals) / len(residuals) / 0.564 if residuals else 0.0
 
 
+def _metric(passes: list[EvalPass]) -> str:
+    """What the validation passes are scored by: mean IoU for segmentation (the pixel accuracy
+    of a mostly-background mask hardly moves), accuracy otherwise."""
+    return "mean IoU" if any(_finite(e.iou) for e in passes) else "accuracy"
+
+
 def _accuracies(passes: list[EvalPass]) -> list[float | None]:
-    """Accuracy as a fraction; `doctor.log(val_acc=87.5)` in percent is recognised."""
+    """Accuracy (or mean IoU) as a fraction; `doctor.log(val_acc=87.5)` in percent is recognised."""
+    if _metric(passes) == "mean IoU":
+        return [e.iou if _finite(e.iou) else None for e in passes]
     acc = [e.accuracy if _finite(e.accuracy) else None for e in passes]
     if any(a is not None and a > 1.5 for a in acc):
         acc = [a / 100 if a is not None else None for a in acc]
