@@ -18,12 +18,20 @@ LAYER_SIZES = ("in_features", "out_features", "in_channels", "out_channels", "nu
 
 
 def tensor_facts(values: Any) -> list[dict[str, Any]]:
-    """Shape, dtype and device of the tensors among `values` (no data is read)."""
+    """Shape, dtype and device of the tensors among `values` (no data is read). A list of tensors
+    among them (a detector's images) is one entry: the first one's, with `count` and every dtype."""
     out = []
     for v in values if isinstance(values, (list, tuple)) else [values]:
         if isinstance(v, torch.Tensor):
-            out.append({"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), "device": str(v.device)})
+            out.append(_tensor(v))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(t, torch.Tensor) for t in v):
+            dtypes = sorted({str(t.dtype).replace("torch.", "") for t in v})
+            out.append({**_tensor(v[0]), "count": len(v), "dtypes": dtypes})
     return out
+
+
+def _tensor(v: torch.Tensor) -> dict[str, Any]:
+    return {"shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""), "device": str(v.device)}
 
 
 def module_facts(module: torch.nn.Module, args: tuple) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..probes.crash import exception_facts, loss_facts, module_facts
+from ..probes.crash_targets import batch_facts
 from ..probes.localize import find_bad_input, nonfinite_kind, replay_forward
 from ..probes.shared import Shared
 from ..timeline import Event, Timeline
@@ -57,12 +58,16 @@ class Failures:
                                      **module_facts(module, args)}
 
     def on_script_failed(self, exc: BaseException, step: int, epoch: int | None) -> None:
-        """The run died: what was raised, and where."""
+        """The run died: what was raised, and where; for a vision run, what the failing batch's
+        boxes or mask held (read here, from the traceback, never during the run)."""
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             return
         where = self.shared.failed_in or {
             "phase": "optimizer step" if self.shared.stepping else "code outside the model", "module": None}
-        self.timeline.events.append(Event("script_failed", step, epoch, {**exception_facts(exc), **where}))
+        event = Event("script_failed", step, epoch, {**exception_facts(exc), **where})
+        self.timeline.events.append(event)
+        # Recorded before the batch is read: if reading it fails, the failure is still reported.
+        event.data.update(batch_facts(exc))
 
     # -- non-finite losses ---------------------------------------------------------------
     def record_nonfinite_loss(self, value: float, step: int, epoch: int | None, context: Context = "current") -> None:

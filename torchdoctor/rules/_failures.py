@@ -1,7 +1,8 @@
 """How the run died, named from what the probes recorded: an out-of-memory error (and how much it
 was allocating), or one of the classic mistakes (a conv stack flattened into a Linear of the wrong
 size, a channel count, a dtype or device mismatch, class indices out of range, a target of the
-wrong dtype or shape). Read by script_error and out_of_memory, which must agree on which is which.
+wrong dtype or shape), and the vision ones (_vision_crashes: boxes, detector targets, masks, a GAN's
+second backward). Read by script_error and out_of_memory, which must agree on which is which.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 
 from ..layers import EMBEDDING_TYPES
 from ..timeline import Event, Timeline
+from ._vision_crashes import vision_kind
 
 EXCEPTION_FACTS = ("exception", "exception_types", "message")
+BATCH_FACTS = ("targets", "loss_call")  # the failing batch's, read by _vision_crashes
 
 
 def failures(tl: Timeline) -> list[Event]:
@@ -23,7 +26,7 @@ def failures(tl: Timeline) -> list[Event]:
 
 def _where(failure: dict[str, Any]) -> dict[str, Any]:
     """Where in the run it happened (phase, module, shapes...): the facts beside the exception's."""
-    return {k: v for k, v in failure.items() if k not in EXCEPTION_FACTS}
+    return {k: v for k, v in failure.items() if k not in EXCEPTION_FACTS and k not in BATCH_FACTS}
 
 
 ALLOCATION = re.compile(
@@ -77,8 +80,10 @@ def classify(failure: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"exception": failure.get("exception"), "message": message[:400], **where}
     inputs = where.get("inputs") or []
     first = inputs[0] if inputs else {}
-    kind = "other"
-    if "shapes cannot be multiplied" in message and where.get("module_type") == "Linear" and first:
+    kind = vision_kind(failure, message, info) or "other"
+    if kind != "other":
+        pass
+    elif "shapes cannot be multiplied" in message and where.get("module_type") == "Linear" and first:
         kind = "linear_in_features"
         shape = first["shape"]
         info["features"] = math.prod(shape[1:]) if len(shape) > 2 else shape[-1]

@@ -12,10 +12,15 @@ from typing import Any
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
 from ._failures import classify, failures, oom_facts
-from .base import finding_for, rule
+from ._vision_crashes import VISION_EXPLAIN, refine
+from .base import Param, finding_for, rule
+
+PARAMS = {"xywh_share": Param(0.1, "boxes read as (x, y, w, h) when all fit in their image that way and at least "
+                                   "this share of them are degenerate as (x1, y1, x2, y2)")}
 
 
-@rule("script_error", Severity.CRITICAL, "The script raised; the classic errors are explained with their fix")
+@rule("script_error", Severity.CRITICAL, "The script raised; the classic errors are explained with their fix",
+      PARAMS)
 def script_error(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: the script ended with an uncaught exception (out-of-memory has its own
     finding, `out_of_memory`; Ctrl-C and `sys.exit` are not errors). Your traceback is printed
@@ -29,6 +34,14 @@ def script_error(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     outside the model's classes (labels 1..C instead of 0..C-1), a target of the wrong dtype or
     shape for its loss, and an embedding index past the vocabulary.
 
+    Vision runs too, from what the failing batch held: a detector's degenerate boxes (how many of
+    the batch's, and whether they are (x, y, w, h) or normalized: `box_convert`, scaling, or dropping
+    them), targets missing in `train()` or of the wrong shape (an image without objects is
+    `torch.zeros((0, 4))`), box labels past `num_classes` (which counts the background), a mask
+    whose values pass the class count (its values, the class count and the `ignore_index`: 255 is
+    VOC's border), and a GAN whose discriminator's loss was computed on the generator's output
+    without `detach()` (the second backward through a freed graph).
+
     Under torchrun, rank 0 gathers every rank's script_error (evidence.rank says whose). A rank
     that failed on its own opens its title with its rank; a rank that only lost its peer in a
     collective points at that rank; a rank that died without reporting (killed, or a crash in
@@ -40,8 +53,12 @@ def script_error(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         return
     event = events[0]
     data = classify(event.data)
-    explain = EXPLAIN.get(data.get("kind", "other"), _other)
-    what, fixes = explain(tl, data)
+    refine(tl, data)
+    mistake = data.get("kind", "other")
+    if mistake in VISION_EXPLAIN:
+        what, fixes = VISION_EXPLAIN[mistake](tl, data, p)
+    else:
+        what, fixes = EXPLAIN.get(mistake, _other)(tl, data)
     where = data.get("module")
     kind = data.get("module_type")
     shown = f"{where} ({kind})" if where and kind and kind != where else tl.label(where) if where else ""
@@ -104,6 +121,11 @@ def _dtype(tl: Timeline, data: dict[str, Any]) -> tuple[str, list[Fix]]:
     dtypes = sorted({x["dtype"] for x in data.get("inputs") or []})
     weight = data.get("weight_dtype", "float32")
     given = ", ".join(dtypes) or "another dtype"
+    if "uint8" in dtypes:  # images as decoded: 0..255
+        return (f"its input is uint8 (images as decoded, 0..255) but its weights are {weight}",
+                [Fix("convert_input_dtype", f"Convert the images to {weight} in [0, 1] where the batch is made.",
+                     {"dtype": weight, "input_dtypes": dtypes, "scale": 1 / 255},
+                     f"x = x.to(torch.{weight}) / 255   # or transforms.v2.ToDtype(torch.{weight}, scale=True)")])
     return (f"its input is {given} but its weights are {weight} (NumPy arrays are float64 by default)",
             [Fix("convert_input_dtype", f"Convert the inputs to {weight} where the batch is made.",
                  {"dtype": weight, "input_dtypes": dtypes},
