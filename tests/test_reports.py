@@ -124,7 +124,8 @@ def test_the_report_command_shows_a_saved_run_and_writes_html(tmp_path):
     html = tmp_path / "run.html"
     shown = cli("report", str(saved), "--memory-report", "--gradient-report", "--html", str(html))
     assert shown.returncode == 0, shown.stderr
-    for needle in ("memory_budget.py · 1 steps", "share of peak", "block1", "gradients · ", "update/w"):
+    needles = ("memory_budget.py · classification · 1 steps", "share of peak", "block1", "gradients · ", "update/w")
+    for needle in needles:
         assert needle in shown.stderr, needle
     assert html.stat().st_size > 10_000 and "<img" in html.read_text()
 

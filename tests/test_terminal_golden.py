@@ -42,6 +42,7 @@ def timeline(layer_norms: list[list[float]] | None = None) -> Timeline:
     tl.layers = [LayerInfo("fc1", "Linear", ["fc1.weight", "fc1.bias"], 808, "weight"),
                  LayerInfo("fc2", "Linear", ["fc2.weight", "fc2.bias"], 202, "weight")]
     tl.optimizers = ["SGD"]
+    tl.train_loss_fn = "cross_entropy"  # a classifier's: the header names the task
     norms = layer_norms or [[n * 0.8, n * 0.2] for n in NORMS]
     for i, (loss, norm) in enumerate(zip(LOSSES, NORMS, strict=True)):
         tl.add_step(StepRecord(step=i, epoch=i // 3, loss=loss, lr=0.1, grad_norm=norm, layer_grad_norms=norms[i],
@@ -220,27 +221,27 @@ def styled_line(report: Report, starts: str) -> str:
 # -- the expected text ------------------------------------------------------------------------------
 
 HEALTHY = """\
-torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
 ✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
 not evaluated (-v says why): memory_leak
 """
 
 SHORT = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 • judged on 6 steps: too few to call it healthy · loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%),
 grad norm median 2.25 (max 4)
 not evaluated (-v says why): memory_leak
 """
 
 INTERRUPTED = """\
-torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 130
+torchdoctor train.py · classification · 24 steps · 2 epochs · cpu · 2.5 s · exit 130
 • interrupted at step 24 (Ctrl-C): judged on 24 steps · loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc
 70.3%), grad norm median 1.25 (max 4)
 1 info finding, not a problem (-v shows it)
 """
 
 HEALTHY_VERBOSE = """\
-torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
 ✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
 not evaluated: memory_leak (memory was not sampled often enough)
 """
@@ -251,7 +252,7 @@ torchdoctor train.py · 0 steps · cpu · 0.5 s · exit 1
 """
 
 PROBLEMS = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 3 problems found (worst: critical); 1 more info finding, not a problem (-v shows it)
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
@@ -276,7 +277,7 @@ torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
 """
 
 PROBLEMS_VERBOSE = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 3 problems found (worst: critical), with 1 info finding
  ERROR  exploding_gradients · step 3 · epoch 1 · at fc1 (Linear)
   Gradient norm jumped 1.2e+04x above its median at fc1
@@ -310,7 +311,7 @@ torchdoctor internal warning: probe 'activations' failed: RuntimeError: boom
 """
 
 CAUSES = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 4 problems found (worst: error)
  ERROR  missing_zero_grad · step 1 · epoch 0
   No zero_grad() in 6 steps: each step's gradients were added to all the earlier ones
@@ -373,7 +374,7 @@ fc2                Linear       1 MiB      1 MiB        7 MiB          13.6%
 """
 
 RANKS = """\
-torchdoctor train.py · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 6 steps · 2 epochs · cpu · 2.5 s · exit 0
 2 problems found (worst: critical)
  CRITICAL  script_error
   Ranks 2-3 died without reporting
@@ -402,7 +403,7 @@ fc2                Linear           1 MiB      1 MiB        7 MiB          13.6%
 """
 
 HEALTHY_RANKS = """\
-torchdoctor train.py · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
+torchdoctor train.py · classification · 24 steps · 2 epochs · cpu · 2.5 s · exit 0
 ✔ healthy: 24 steps, loss 2.3 → 1.2, val loss 1.5 → 1.3 (acc 70.3%), grad norm median 1.25 (max 4)
 4 ranks: ranks 0-3 exit 0
 """

@@ -20,11 +20,12 @@ from ..formatting import fmt as compact
 from ..formatting import format_bytes
 from ..jsonreport import saved_problems
 from ..report import cause_in, caveat, count_line, saved_view
-from . import plots
+from . import loss_plots, plots
 from .plots import number
 from .svg import sparkline
 
 SEVERITIES = ("critical", "error", "warning", "info")
+SHOWN_TASKS = ("classification", "detection", "segmentation", "generation")
 
 CSS = """
 :root { --red: #c0392b; --amber: #b7791f; --blue: #2c6fbb; --green: #1e8449; --dim: #666; }
@@ -130,7 +131,8 @@ def _script_name(run: dict[str, Any]) -> str:
 
 def _header(data: dict[str, Any]) -> str:
     run = data.get("run") or {}
-    bits = [f"{fmt(run.get('steps', 0))} steps"]
+    task = [run["task"]] if run.get("task") in SHOWN_TASKS else []  # "other": torchdoctor could not tell
+    bits = [*task, f"{fmt(run.get('steps', 0))} steps"]
     if run.get("epochs") is not None:
         bits.append(f"{fmt(run['epochs'])} epochs")
     bits.append(f"device {run.get('device') or 'unknown'}")
@@ -172,7 +174,10 @@ def _banner(data: dict[str, Any]) -> str:
     else:
         loss = _finite_series(data, "metrics", "loss", "train")
         val = _finite_series(data, "metrics", "loss", "val_by_step")
-        numbers = ([f"loss {fmt(loss[0])} → {fmt(loss[-1])}"] if loss else []) + (
+        models = [(name, _finite_series(data, "metrics", "loss", "models", name))
+                  for name in ((data.get("metrics") or {}).get("loss") or {}).get("models") or {}]
+        numbers = ([f"{name} loss {fmt(vs[0])} → {fmt(vs[-1])}" for name, vs in models if vs] if len(models) > 1
+                   else [f"loss {fmt(loss[0])} → {fmt(loss[-1])}"] if loss else []) + (
             [f"val loss {fmt(val[-1])}"] if val else [])
         lines = [("empty", warned + (" · " + ", ".join(numbers) if numbers else "")) if warned
                  else ("healthy", "✔ healthy: " + ", ".join([f"{fmt(steps)} steps", *numbers]))]
@@ -352,9 +357,9 @@ def _plots(data: dict[str, Any]) -> str:
     memory = data.get("memory") or {}
     return "".join([
         "<section id=\"training\"><h2>Training curves</h2>",
-        _plot("Loss", plots.loss_plot, data, "the run recorded no loss",
-              "Loss per step; dashed red lines mark the findings' steps, red shading where the loss was NaN/Inf."),
+        _plot("Loss", loss_plots.loss_plot, data, "the run recorded no loss", loss_plots.loss_caption(data)),
         _plot("Accuracy", plots.accuracy_plot, data, "the run logged no accuracy"),
+        *(_plot(title, draw, data, "", caption) for title, draw, caption in loss_plots.extra_plots(data)),
         "</section><section id=\"gradients\"><h2>Gradients</h2>",
         _plot("Gradient flow", plots.gradient_heatmap, data, "no per-layer gradient norms were recorded",
               "log10 gradient norm per layer (first layer on top) and step; layers a finding names in red."),

@@ -19,6 +19,10 @@ from ..formatting import fmt, format_bytes
 if TYPE_CHECKING:
     from ..report import Report
 
+SHOWN_TASKS = ("classification", "detection", "segmentation", "generation")
+TREND_WIDTH = 24  # characters of a series' sparkline
+BARS = "▁▂▃▄▅▆▇█"
+
 STYLE = {
     Severity.CRITICAL: "bold white on red",
     Severity.ERROR: "bold red",
@@ -58,7 +62,9 @@ def evidence_line(finding: Finding, verbose: bool = False) -> str:
 def _header(report: Report) -> str:
     run = report.timeline.run
     script = os.path.basename(run.argv[0]) if run.argv else "watched run"
-    bits = [script, f"{report.step_count} steps"]
+    task = report.timeline.task
+    # "other" says only that torchdoctor could not tell; every task it could tell is named, classification too
+    bits = [script, *([task] if task in SHOWN_TASKS else []), f"{report.step_count} steps"]
     if run.epochs is not None:
         bits.append(f"{run.epochs} epoch{'' if run.epochs == 1 else 's'}")
     bits.append(run.device)
@@ -77,8 +83,14 @@ def healthy_line(report: Report) -> str:
             what += f" ({tl.backward_calls} backward() calls)"
         return f"nothing to diagnose: {what}"
     bits = [f"{report.step_count} steps"]
+    models = tl.model_loss_series()
+    # a GAN's step loss is one model's: each model's own loss says how the two are doing
+    per_model = [(name, [v for _, v in points if math.isfinite(v)]) for name, points in models.items()]
+    shown_models = [f"{name} loss {fmt(vs[0])} → {fmt(vs[-1])}" for name, vs in per_model if vs]
     losses = [v for _, v in tl.loss_series() if math.isfinite(v)]
-    if losses:
+    if len(models) > 1 and shown_models:
+        bits.extend(shown_models)
+    elif losses:
         bits.append(f"loss {fmt(losses[0])} → {fmt(losses[-1])}")
     val = [e for e in tl.validation() if e.loss is not None and math.isfinite(e.loss)]
     if val:
@@ -91,6 +103,56 @@ def healthy_line(report: Report) -> str:
     if norms:
         bits.append(f"grad norm median {fmt(statistics.median(norms))} (max {fmt(max(norms))})")
     return "healthy: " + ", ".join(bits)
+
+
+def series_label(tl: Any, name: str) -> str:
+    """A model's name with its role when the name does not say it already: `netD (discriminator)`."""
+    for role in ("generator", "discriminator"):
+        if getattr(tl.roles, role) == name and role not in name.lower():
+            return f"{name} ({role})"
+    return name
+
+
+def trend(values: list[float], width: int = TREND_WIDTH) -> str:
+    """A linear sparkline of at most `width` characters, each the mean of its share of the steps,
+    ✗ where any of them was NaN/Inf. Linear, not log as the gradient table's: a loss can be
+    negative (a WGAN's), and its curve, not its orders of magnitude, is what is read here."""
+    if not values:
+        return ""
+    buckets = [values[i * len(values) // width:(i + 1) * len(values) // width] for i in range(width)]
+    means = [None if not all(math.isfinite(v) for v in b) else sum(b) / len(b) for b in buckets if b]
+    finite = [m for m in means if m is not None]
+    if not finite:
+        return "✗" * len(means)
+    low, span = min(finite), (max(finite) - min(finite)) or 1.0
+    return "".join("✗" if m is None else BARS[int((m - low) / span * (len(BARS) - 1) + 0.5)] for m in means)
+
+
+def loss_series_of(report: Report) -> dict[str, list[tuple[str, list[tuple[int, float]]]]]:
+    """Each model's loss (a GAN's) and each loss term (a detector's), labelled for a reader, by group."""
+    tl = report.timeline
+    return {"loss per model": [(series_label(tl, name), points) for name, points in tl.model_loss_series().items()
+                               if points],
+            "loss per term": [(name, points) for name, points in tl.term_series().items() if points]}
+
+
+def series_block(report: Report) -> list[str]:
+    """One line per loss series (name, trend, first → last, min) under its group's heading, when a
+    run has two or more; a plain one-loss run has the healthy line's numbers and needs no block."""
+    groups = {title: series for title, series in loss_series_of(report).items() if series}
+    every = [name for series in groups.values() for name, _ in series]
+    if len(every) < 2:
+        return []
+    width = max(len(name) for name in every)
+    lines = []
+    for title, series in groups.items():
+        lines.append(f"{title} (first → last, min):")
+        for name, points in series:
+            values = [v for _, v in points]
+            finite = [v for v in values if math.isfinite(v)]
+            numbers = f"{fmt(values[0])} → {fmt(values[-1])}" + (f", min {fmt(min(finite))}" if finite else "")
+            lines.append(f"  {name.ljust(width)}  {trend(values).ljust(TREND_WIDTH)}  {numbers}")
+    return lines
 
 
 def default_console() -> Console:
@@ -118,6 +180,8 @@ def render_report(report: Report, console: Console | None = None, verbose: bool 
     counted = report.count_line(verbose=verbose)
     if counted:
         console.print(Text(counted, style="bold" if report.problems() else "dim"))
+    for line in series_block(report):
+        console.print(Text(line, style="dim"))
     said: set[tuple[str, str]] = set()
     for n, finding in enumerate(shown):
         cause = report.cause_of(finding)
