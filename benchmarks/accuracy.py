@@ -11,7 +11,7 @@ against tests/calibration/manifest.py by tests/calibration/judge.py, the same ju
 tests/test_calibration.py. Printed: faulty twins detected (the right code at the right
 severity), with the right step (where the manifest gives bounds), the cause leading (the
 expected finding is the first of warning or above), the consequences carrying their cause;
-healthy scripts clean (nothing at warning or above); then one line per script that failed its
+healthy scripts clean (nothing at warning or above); detected per diagnosis; then one line per script that failed its
 expectation, and the wall time. Exit status 1 when any script failed.
 """
 
@@ -59,6 +59,10 @@ def table(verdicts: list[Verdict]) -> list[str]:
                  ("  at the right step", ratio(sum(bool(v.step_ok) for v in stepped), len(stepped))),
                  ("  cause leads the report", ratio(sum(v.leads for v in faulty), len(faulty))),
                  ("  consequences carry caused_by", ratio(sum(v.causes_ok for v in caused), len(caused)))]
+    codes = sorted({v.case.code for v in faulty if v.case.code})
+    for code in codes:  # one row per diagnosis the corpus has a faulty twin of
+        mine = [v for v in faulty if v.case.code == code]
+        rows.append((f"  {code}", ratio(sum(v.detected for v in mine), len(mine))))
     if healthy:
         rows.append(("healthy clean (nothing >= warning)", ratio(sum(v.clean for v in healthy), len(healthy))))
     width = max(len(r[0]) for r in rows)

@@ -221,7 +221,7 @@ def rules() -> None:
     if not narrow:
         table.add_column("severity", no_wrap=True)
     table.add_column("what it finds", ratio=1, min_width=16)
-    table.add_column("thresholds (defaults)", style="dim", min_width=widest, overflow="fold")
+    table.add_column("thresholds (defaults)", style="dim", width=widest, overflow="fold")
     for r, lines in rows:
         code = f"[bold]{r.code}[/bold]" + (f"\n{r.severity.label}" if narrow else "")
         cells = [code] if narrow else [code, r.severity.label]

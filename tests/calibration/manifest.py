@@ -44,6 +44,12 @@ class Case:
 HEALTHY_SCRIPTS = sorted(p.name for p in (HERE / "healthy").glob("*.py"))
 
 HEALTHY = [Case(f"healthy/{name}") for name in HEALTHY_SCRIPTS]
+# Issue 16: the vision tasks beyond classification, on torchvision models and the bundled examples.
+GAN = "../scripts/small_gan_faults.py"
+EXAMPLES = "../../examples"
+HEALTHY += [
+    Case(GAN, ("--steps", "200"), note="issue 16: the GAN mistakes' healthy twin"),
+]
 
 BLOWUP_CONSEQUENCES = {"dead_units": ("divergence",), "vanishing_gradients": ("divergence",),
                        "loss_plateau": ("divergence",)}
@@ -79,6 +85,15 @@ FAULTY = [
          note="two-phase fine-tune, phase two (steps 64-123) at SGD lr 20"),
     Case("faulty/dead_units_grow.py", (), "dead_units",
          note="ReLU units that die during training at Adam lr 0.05"),
+    Case("faulty/imbalanced_majority.py", (), "class_imbalance",
+         note="issue 16/18: 20:1 labels, the model ends predicting the majority; twin healthy/class_weights.py"),
+    Case(GAN, ("--fault", "not_detached", "--steps", "100"), "fake_not_detached",
+         note="issue 16: netD(fake) without detach for the discriminator's step (retain_graph keeps it running)"),
+    Case(GAN, ("--fault", "wrong_optimizer", "--steps", "100"), "optimizer_holds_other_model", severity="error",
+         caused_by={"frozen_parameters": ("optimizer_holds_other_model",)},
+         note="issue 16: optimizerG = Adam(netD.parameters())"),
+    Case(GAN, ("--fault", "shared_noise", "--steps", "100"), "mode_collapse",
+         note="issue 16: one noise vector repeated over the batch: every sample the same"),
 ]
 
 CASES = HEALTHY + FAULTY
