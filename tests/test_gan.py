@@ -42,3 +42,6 @@ def test_the_classic_gan_mistakes_are_found_and_named(fault, code, where):
     if fault == "wrong_optimizer":  # the untrained generator's parameters are the consequence
         frozen = result.report.by_code("frozen_parameters")
         assert frozen is not None and frozen.caused_by == "optimizer_holds_other_model"
+        # the second optimizer over netD is its companion, not its replacement: one step an iteration
+        tl = result.report.timeline
+        assert len(tl.steps) == 80 and [p.reason for p in tl.phases()] == ["start"]

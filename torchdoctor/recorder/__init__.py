@@ -105,6 +105,7 @@ class Recorder:
             self.memory.on_training_forward(state, module, args, self.step)
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
             self.roles.on_training_input(state.label, args, self.step)
+            self.on_training_call(module, args, {})  # before the forward: a crash in it still knows the task
         return state
 
     @guarded

@@ -54,6 +54,7 @@ def input_shape(args: tuple) -> list[int] | None:
 OWN_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+LOSS_LIKE = re.compile(r"loss|criterion|crit$", re.IGNORECASE)
 CALLEE = re.compile(r"(?<![\w.)\]])((?:self\.)?[A-Za-z_]\w*)\s*\(")
 
 
@@ -83,6 +84,8 @@ def script_name(module: torch.nn.Module, depth: int = 40) -> str | None:
     local = set(frame.f_code.co_varnames) | set(frame.f_code.co_cellvars) | set(frame.f_code.co_freevars)
     names = []
     for callee in CALLEE.findall(line):
+        if LOSS_LIKE.search(callee):
+            continue  # `criterion(netD(real), label)`: the criterion is no model
         if callee.startswith("self."):
             names.append(callee[5:])
         elif callee in local:

@@ -81,6 +81,10 @@ class Optimizers:
             old = self.states.get(id(current))
             if old is None or state.steps or not {id(p) for p in old.params} & set(state.signature):
                 return False
+            if set(old.signature) == set(state.signature):
+                # Exactly the same parameters while the first is still alive: a second optimizer
+                # over them (`optimizerG = Adam(netD.parameters())`), not its replacement.
+                return False
         self.replaced = self.primary_ref is not None
         self.primary_ref = _weak(optimizer)
         return True

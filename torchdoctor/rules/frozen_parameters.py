@@ -36,19 +36,20 @@ def frozen_parameters(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                  + (f", {share:.0%} of the trainable ones" if share is not None else "")
                  + f") receive gradients but {why}: {shown}")
         module = where or "model"
+        owner = _expression(module)
         fixes = [
             Fix("optimize_all_parameters",
                 "If they should train: give the optimizer every trainable parameter (a lower learning rate for a "
                 "pretrained part goes in its own parameter group).",
                 {"params": len(names)},
                 "optimizer = torch.optim.SGD([\n"
-                f"    {{\"params\": model.{module}.parameters(), \"lr\": 1e-4}},  # the part that was left out\n"
+                f"    {{\"params\": {owner}.parameters(), \"lr\": 1e-4}},  # the part that was left out\n"
                 "    {\"params\": model.fc.parameters()},\n], lr=1e-2)"
                 if where else "optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)"),
             Fix("freeze_parameters",
                 "If they should stay as they are: freeze them, and backward stops computing their gradients.",
                 {"params": len(names)},
-                f"for p in model.{module}.parameters():\n    p.requires_grad_(False)"
+                f"for p in {owner}.parameters():\n    p.requires_grad_(False)"
                 if where else "for name, p in model.named_parameters():\n"
                 "    if name not in TRAINED:\n        p.requires_grad_(False)"),
         ]
@@ -58,6 +59,15 @@ def frozen_parameters(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                       "trainable_numel": data.get("trainable_numel"), "zero_lr": zero_lr[:50]},
             fixes=fixes,
         )
+
+
+def _expression(module: str) -> str:
+    """The module as the script reaches it: `model.backbone`, or `netG.main` for a second
+    model's `netG:main` (its modules are named after what the script calls it)."""
+    if ":" in module:
+        label, _, rest = module.partition(":")
+        return f"{label}.{rest}" if rest else label
+    return f"model.{module}"
 
 
 def _common_prefix(names: list[str]) -> str:
