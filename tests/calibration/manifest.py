@@ -49,6 +49,12 @@ GAN = "../scripts/small_gan_faults.py"
 EXAMPLES = "../../examples"
 HEALTHY += [
     Case(GAN, ("--steps", "200"), note="issue 16: the GAN mistakes' healthy twin"),
+    Case(f"{EXAMPLES}/detection.py", (), note="issue 16: Faster R-CNN (MobileNetV3 FPN), 40 steps"),
+    Case(f"{EXAMPLES}/detection.py", ("--model", "retinanet", "--steps", "10")),
+    Case(f"{EXAMPLES}/detection.py", ("--model", "ssdlite", "--steps", "10")),
+    Case(f"{EXAMPLES}/segmentation.py", (), note="issue 16: LR-ASPP, 5 epochs, validation mIoU 0.21 -> 0.89"),
+    Case(f"{EXAMPLES}/segmentation.py", ("--model", "deeplabv3", "--epochs", "1")),
+    Case(f"{EXAMPLES}/dcgan.py", (), note="issue 16: a DCGAN on 16x16 blobs, neither side wins"),
 ]
 
 BLOWUP_CONSEQUENCES = {"dead_units": ("divergence",), "vanishing_gradients": ("divergence",),
@@ -94,6 +100,17 @@ FAULTY = [
          note="issue 16: optimizerG = Adam(netD.parameters())"),
     Case(GAN, ("--fault", "shared_noise", "--steps", "100"), "mode_collapse",
          note="issue 16: one noise vector repeated over the batch: every sample the same"),
+    Case(f"{EXAMPLES}/dcgan.py", ("--fault", "overpowering"), "discriminator_overpowering",
+         caused_by={"exploding_gradients": ("discriminator_overpowering",)},
+         note="issue 16: D at 10x the lr and 5 steps per G step: D's loss ~0, G's climbs"),
+    Case(f"{EXAMPLES}/dcgan.py", ("--fault", "mode_collapse"), "mode_collapse"),
+    Case(f"{EXAMPLES}/dcgan.py", ("--fault", "not_detached"), "fake_not_detached"),
+    Case(f"{EXAMPLES}/dcgan.py", ("--fault", "wrong_optimizer"), "optimizer_holds_other_model", severity="error",
+         caused_by={"frozen_parameters": ("optimizer_holds_other_model",)}),
+    Case(f"{EXAMPLES}/segmentation.py", ("--fault", "background_only"), "class_imbalance",
+         note="issue 16: background at 98% of the pixels, the model predicts only background"),
+    Case(f"{EXAMPLES}/detection.py", ("--fault", "high_lr", "--steps", "10"), "nonfinite_loss", severity="critical",
+         also=("exploding_gradients",), note="issue 16: SGD lr 0.5 on Faster R-CNN: every loss part NaN by step 6"),
 ]
 
 CASES = HEALTHY + FAULTY
