@@ -37,6 +37,7 @@ from .terms import LossParts, targets_kind
 __all__ = ["Recorder", "RootState", "Shared"]
 
 MAX_KEPT_OUTPUT = 1 << 20  # elements
+TARGETS_STEPS = 5  # the first steps, in which what a model's forward is given as targets is looked at
 
 
 class Recorder:
@@ -105,14 +106,15 @@ class Recorder:
             self.memory.on_training_forward(state, module, args, self.step)
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
             self.roles.on_training_input(state.label, args, self.step)
-            self.on_training_call(module, args, {})  # before the forward: a crash in it still knows the task
+            if self.step < TARGETS_STEPS:  # before the forward: a crash in it still knows the task
+                self.on_training_call(module, args, {})
         return state
 
     @guarded
     def on_training_call(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         """What a model's training forward is given as targets (a detector's boxes)."""
         habits = self.timeline.habits
-        if habits.targets is None and self.step < 5:
+        if habits.targets is None:
             habits.targets = targets_kind(args, kwargs)
 
     @guarded
@@ -146,7 +148,8 @@ class Recorder:
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
             self.evaluation.on_forward(output, module, self.step)
         elif training_forward(module):
-            self.on_training_call(module, args, kwargs)
+            if self.step < TARGETS_STEPS:
+                self.on_training_call(module, args, kwargs)
             if self.parts.on_training_output(output, state.info.module_types if state.info else {}):
                 self._model_computed_loss()
             self.roles.on_training_output(state.label, output, self.step, self.sampling.due(self.step))
