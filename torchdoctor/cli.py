@@ -71,14 +71,16 @@ def cli() -> None:
 @click.option("--live/--no-live", default=None,
               help="Live progress while the script runs (default: on in a terminal, off with -q or when output "
               "is redirected).")
+@click.option("--patch", "patch_path", metavar="FILE",
+              help="Write the fixes that change a line of the script as a unified diff (git apply / patch -p1).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
         settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, memory_report: bool,
-        gradient_report: bool, html_path: str | None, live: bool | None, quiet: bool, verbose: bool,
-        target: str, args: tuple[str, ...]) -> int:
+        gradient_report: bool, html_path: str | None, live: bool | None, patch_path: str | None, quiet: bool,
+        verbose: bool, target: str, args: tuple[str, ...]) -> int:
     """Run a training script unchanged and diagnose it.
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
@@ -90,6 +92,8 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
         raise BadInput(unknown_option(target, run))
     json_target = check_output_path(json_path, "--json") if json_path else None
     html_target = check_output_path(html_path, "--html") if html_path else None
+    patch_target = check_output_path(patch_path, "--patch") if patch_path else None
+    started_in = Path.cwd()  # the patch's paths are relative to it, even if the script chdirs
     try:
         prepared = prepare_module(target) if module else prepare_script(target)
         if config_path:
@@ -111,9 +115,25 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     try:
         return doctor.run(prepared, list(args)).status
     finally:
+        if patch_target is not None and doctor.report is not None and _is_main_rank():
+            write_patch(doctor.report, patch_target, started_in)
         note = misplaced_options_note(args, target, module)
         if note and _is_main_rank():
             click.echo(note, err=True)
+
+
+def write_patch(report: Any, target: Path, base: Path) -> None:
+    """The fixes' edits as a diff; none: nothing written, one line says so. Never raises."""
+    try:
+        from .render.patch import unified_diff
+
+        diff = unified_diff(report, base)
+        if not diff:
+            click.echo(f"torchdoctor: no fix changes a line of the script; {target} not written", err=True)
+            return
+        target.write_text(diff, encoding="utf-8")
+    except Exception as exc:
+        click.echo(f"torchdoctor: could not write {target}: {exc}", err=True)
 
 
 def _option_names(command: click.Command) -> dict[str, bool]:

@@ -38,11 +38,16 @@ class Fix:
     text: str
     params: dict[str, Any] = field(default_factory=dict)
     snippet: str | None = None
+    # Where in the user's code the change goes: {"file", "line", "before", "after"} (the statement
+    # as written and as rewritten), when the probes recorded where the changed thing was made.
+    location: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"action": self.action, "text": self.text, "params": self.params}
         if self.snippet:
             data["snippet"] = self.snippet
+        if self.location:
+            data["location"] = self.location
         return data
 
 

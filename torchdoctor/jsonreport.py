@@ -180,7 +180,8 @@ def _findings_from(data: dict[str, Any]) -> list[Finding]:
         out.append(Finding(
             code=f["code"], severity=Severity.parse(f["severity"]), title=f.get("title", ""),
             step=f.get("step"), epoch=f.get("epoch"), where=f.get("where"), evidence=dict(f.get("evidence") or {}),
-            fixes=[Fix(x["action"], x.get("text", ""), dict(x.get("params") or {}), x.get("snippet"))
+            fixes=[Fix(x["action"], x.get("text", ""), dict(x.get("params") or {}), x.get("snippet"),
+                       dict(x["location"]) if x.get("location") else None)
                    for x in f.get("fixes") or []],
             caused_by=f.get("caused_by"), cause_reason=f.get("cause_reason"),
         ))

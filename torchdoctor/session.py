@@ -23,6 +23,7 @@ from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
 from .probes.process import peak_rss
+from .probes.sources import SourceProbe
 from .recorder import Recorder
 from .report import Report
 
@@ -100,7 +101,8 @@ class Doctor:
         self.recorder = Recorder(self.models or None, self.optimizers or None)
         modules = ModuleProbe(self.recorder)
         self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
-                        DataProbe(self.recorder), LossProbe(self.recorder)]
+                        DataProbe(self.recorder), LossProbe(self.recorder),
+                        SourceProbe(self.recorder.timeline, self.recorder)]
         installed = []
         for probe in self._probes:
             try:

@@ -213,6 +213,17 @@ def _render_not_evaluated(console: Console, report: Report, verbose: bool) -> No
         console.print(Text(f"not evaluated (-v says why): {', '.join(rest)}", style="dim"))
 
 
+def where_in_file(location: dict[str, Any]) -> str:
+    """`train.py:12`, relative to the current directory when the file is under it."""
+    path = str(location.get("file", ""))
+    try:
+        relative = os.path.relpath(path)
+        path = relative if not relative.startswith("..") else path
+    except ValueError:  # another drive
+        pass
+    return f"{path}:{location.get('line')}"
+
+
 def cause_line(finding: Finding, cause: Finding | None) -> str | None:
     """What explains a consequence, in one line: the cause's code, its step, and why."""
     if not finding.caused_by:
@@ -258,6 +269,8 @@ def _render_finding(console: Console, finding: Finding, verbose: bool,
             continue
         said.add((fix.action, fix.text))
         console.print(f"  [bold green]fix {n}[/] [green]{escape(fix.action)}[/]: {escape(fix.text)}")
+        if fix.location:  # where in the user's file the change goes
+            console.print(Text(f"      at {where_in_file(fix.location)}", style="cyan"))
         if fix.snippet:
             for code_line in fix.snippet.splitlines():
                 console.print(Text("      " + code_line, style="italic"))

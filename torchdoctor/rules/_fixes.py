@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from textwrap import dedent
+
 from ..findings import Fix
 from ..formatting import fmt
 from ..timeline import Timeline
+from ._edits import set_keyword
 from ._numbers import median, nice
 
 # A learning rate that trains with each optimizer (torch.optim's defaults; for SGD, which has no
@@ -28,12 +31,27 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
     else:
         new = nice(lr / factor)
         text = f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}."
+    location = at_source(tl, "optimizer", "lr", f"{new:g}", position=1)
     return Fix(
         "lower_learning_rate",
         text,
         {"lr": new, "current_lr": lr},
-        f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
+        dedent(location["after"]) if location else f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
+        location,
     )
+
+
+def at_source(tl: Timeline, site: str, name: str, value: str, position: int | None = None) -> dict | None:
+    """The fix's place in the user's code: the statement recorded for `site` (where the probes saw
+    it made) with the argument `name` set to `value`, every other argument kept; None when the
+    statement was not recorded or is not a call that can be rewritten so."""
+    source = tl.sources.get(site)
+    if not source or not source.get("text") or not source.get("file"):
+        return None
+    after = set_keyword(source["text"], name, value, position)
+    if after is None or after == source["text"]:
+        return None
+    return {"file": source["file"], "line": source["line"], "before": source["text"], "after": after}
 
 
 def healthy_norms(tl: Timeline, until_step: int | None) -> list[float]:

@@ -68,6 +68,9 @@ class Timeline:
     # The names of the loss parts a model returned as a dict, each with the module that made it
     # (a detector's `roi_heads`, `rpn`), where known.
     loss_terms: dict[str, str | None] = field(default_factory=dict)
+    # Where in the user's code each thing the fixes change was made, recorded from the stack when
+    # a probe first saw it: {"optimizer": {"file", "line", "text"}, "loss": ..., "loader": ...}.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     internal_errors: list[str] = field(default_factory=list)
 
     def add_step(self, record: StepRecord) -> None:

@@ -1,0 +1,207 @@
+"""Fixes in the user's code: the learning-rate fix names the optimizer's line and rewrites it keeping
+every argument, and `torchdoctor run --patch FILE` writes that edit as a diff git and patch accept."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from tests.conftest import cli, run_script
+from torchdoctor import jsonreport
+from torchdoctor.findings import Finding, Fix, Severity
+from torchdoctor.render.patch import unified_diff
+from torchdoctor.report import Report
+from torchdoctor.rules._edits import set_keyword
+from torchdoctor.timeline import Timeline
+
+DIVERGING = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import optim
+
+torch.manual_seed(0)
+x = torch.randn(256, 16)
+y = (x[:, :4].sum(1) > 0).long()
+model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+optimizer = optim.SGD(model.parameters(), lr=5.0, momentum=0.9)
+for epoch in range(3):
+    for i in range(0, 256, 32):
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+        loss.backward()
+        optimizer.step()
+"""
+
+# The optimizer built inside a function, over three lines, with the learning rate positional.
+DIVERGING_IN_MAIN = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def main():
+    torch.manual_seed(0)
+    x = torch.randn(256, 16)
+    y = (x[:, :4].sum(1) > 0).long()
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2))
+    opt = torch.optim.SGD(
+        model.parameters(), 5.0,
+        momentum=0.9, nesterov=True)
+    for epoch in range(3):
+        for i in range(0, 256, 32):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x[i:i + 32]), y[i:i + 32])
+            loss.backward()
+            opt.step()
+
+
+main()
+"""
+
+HEALTHY = DIVERGING.replace("lr=5.0", "lr=0.05")
+
+
+def lr_fix(report: Report) -> tuple[Finding, Fix]:
+    for finding in report.findings:
+        if finding.code in ("divergence", "nonfinite_loss", "exploding_gradients"):
+            for fix in finding.fixes:
+                if fix.action == "lower_learning_rate":
+                    return finding, fix
+    raise AssertionError(f"no lower_learning_rate fix in {report.codes()}")
+
+
+# -- set_keyword ----------------------------------------------------------------------------------
+def test_set_keyword_replaces_only_the_value():
+    text = "optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)"
+    assert set_keyword(text, "lr", "0.01") == "optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)"
+    spaced = "opt = SGD( params ,  lr = 1e-1 ,momentum = .9 )  # 'fast'"
+    assert set_keyword(spaced, "lr", "0.01") == "opt = SGD( params ,  lr = 0.01 ,momentum = .9 )  # 'fast'"
+
+
+def test_set_keyword_positional_and_absent():
+    assert set_keyword("opt = SGD(model.parameters(), 0.1, 0.9)", "lr", "0.01", position=1) == \
+        "opt = SGD(model.parameters(), 0.01, 0.9)"
+    assert set_keyword("opt = SGD(model.parameters(), momentum=0.9)", "lr", "0.01", position=1) == \
+        "opt = SGD(model.parameters(), momentum=0.9, lr=0.01)"
+    assert set_keyword("opt = SGD()", "lr", "0.01") == "opt = SGD(lr=0.01)"
+
+
+def test_set_keyword_multi_line_keeps_the_layout():
+    text = ("    opt = optim.AdamW(\n        model.parameters(),\n        lr=3e-3,  # tuned\n"
+            "        betas=(0.9, 0.99),\n    )")
+    assert set_keyword(text, "lr", "0.0003") == text.replace("3e-3", "0.0003")
+    absent = "    opt = optim.AdamW(\n        model.parameters(),\n        weight_decay=0.1,\n    )"
+    assert set_keyword(absent, "lr", "0.0003") == \
+        "    opt = optim.AdamW(\n        model.parameters(),\n        weight_decay=0.1,\n        lr=0.0003,\n    )"
+
+
+def test_set_keyword_nested_parentheses_and_lambda():
+    nested = "opt = SGD([{'params': m.a.parameters()}, dict(params=m.b.parameters(), lr=(0.5))], lr=f(1, (2)))"
+    assert set_keyword(nested, "lr", "0.01") == \
+        "opt = SGD([{'params': m.a.parameters()}, dict(params=m.b.parameters(), lr=(0.5))], lr=0.01)"
+    lam = "opt = SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=1.0, momentum=0.9)  # é"
+    assert set_keyword(lam, "lr", "0.1") == \
+        "opt = SGD(filter(lambda p: p.requires_grad, model.parameters()), lr=0.1, momentum=0.9)  # é"
+    assert set_keyword('opt = SGD(p, lr="ä", x=1)', "lr", "1") == "opt = SGD(p, lr=1, x=1)"
+
+
+def test_set_keyword_refuses_what_it_cannot_rewrite():
+    assert set_keyword("x = 1", "lr", "0.01") is None
+    assert set_keyword("for opt in [SGD(p, lr=1)]:", "lr", "0.01") is None
+    assert set_keyword("opt = SGD(p, **kw)", "lr", "0.01") is None  # lr may be in kw
+    assert set_keyword("opt = SGD(*args)", "lr", "0.01", position=1) is None
+    assert set_keyword("opt = SGD(p, lr=", "lr", "0.01") is None
+
+
+# -- real runs -------------------------------------------------------------------------------------
+def test_diverging_run_names_the_optimizer_line_and_keeps_momentum(write_script):
+    init = torch.optim.Optimizer.__init__
+    script = write_script(DIVERGING)
+    run = run_script(script)
+    assert torch.optim.Optimizer.__init__ is init  # the probe restored it
+    source = run.report.timeline.sources["optimizer"]
+    assert source["file"] == str(script) and source["line"] == 10 and source["end_line"] == 10
+    finding, fix = lr_fix(run.report)
+    loc = fix.location
+    assert loc is not None and loc["file"] == str(script) and loc["line"] == 10
+    assert loc["before"] == "optimizer = optim.SGD(model.parameters(), lr=5.0, momentum=0.9)"
+    assert loc["after"] == f"optimizer = optim.SGD(model.parameters(), lr={fix.params['lr']:g}, momentum=0.9)"
+    assert fix.snippet == loc["after"]  # the snippet is the user's own line, rewritten
+    # The JSON keeps the location and reads it back.
+    data = jsonreport.to_dict(run.report)
+    saved = next(f for f in data["findings"] if f["code"] == finding.code)
+    assert any(x.get("location") == loc for x in saved["fixes"])
+    back = jsonreport.from_dict(data)
+    assert any(x.location == loc for f in back.findings for x in f.fixes)
+
+
+def test_multi_line_optimizer_in_a_function(write_script):
+    script = write_script(DIVERGING_IN_MAIN)
+    run = run_script(script)
+    _, fix = lr_fix(run.report)
+    loc = fix.location
+    assert loc is not None and loc["line"] == 11
+    assert loc["before"] == ("    opt = torch.optim.SGD(\n        model.parameters(), 5.0,\n"
+                             "        momentum=0.9, nesterov=True)")
+    assert loc["after"] == loc["before"].replace("5.0", f"{fix.params['lr']:g}")
+    diff = unified_diff(run.report, script.parent)
+    new = f"{fix.params['lr']:g}"
+    assert "-        model.parameters(), 5.0,\n" in diff and f"+        model.parameters(), {new},\n" in diff
+    assert "\n     opt = torch.optim.SGD(\n" in diff  # the lines that did not change are context
+
+
+def test_healthy_run_has_no_location(write_script):
+    run = run_script(write_script(HEALTHY))
+    assert run.report.timeline.sources["optimizer"]["line"] == 10
+    assert not [x for f in run.report.findings for x in f.fixes if x.location]
+    assert unified_diff(run.report) == ""
+
+
+# -- --patch ---------------------------------------------------------------------------------------
+@pytest.mark.skipif(not shutil.which("git") or not shutil.which("patch"), reason="needs git and patch")
+def test_patch_option_writes_a_diff_git_and_patch_accept(tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    (work / "train.py").write_text(DIVERGING)
+    result = cli("run", "-q", "--no-live", "--patch", "out.diff", "train.py", cwd=work)
+    assert result.returncode == 0, result.stderr
+    diff = (work / "out.diff").read_text()
+    assert diff.startswith("--- a/train.py\n+++ b/train.py\n")
+    assert "-optimizer = optim.SGD(model.parameters(), lr=5.0, momentum=0.9)\n" in diff
+    assert "+optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)\n" in diff
+    for check in (["git", "apply", "--check", "out.diff"], ["patch", "-p1", "--dry-run", "-i", "out.diff"]):
+        done = subprocess.run(check, cwd=work, capture_output=True, text=True)
+        assert done.returncode == 0, (check, done.stdout, done.stderr)
+    subprocess.run(["patch", "-p1", "-i", "out.diff"], cwd=work, check=True, capture_output=True)
+    assert (work / "train.py").read_text() == DIVERGING.replace("lr=5.0", "lr=0.1")
+
+
+def test_patch_option_on_a_healthy_run_writes_nothing(tmp_path):
+    (tmp_path / "train.py").write_text(HEALTHY)
+    result = cli("run", "-q", "--no-live", "--patch", "out.diff", "train.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out.diff").exists()
+    assert "no fix changes a line of the script" in result.stderr
+
+
+# -- unified_diff from hand-made findings ---------------------------------------------------------
+def test_one_edit_per_line_the_first_kept_and_stale_edits_dropped(tmp_path):
+    script = tmp_path / "t.py"
+    script.write_text("a = f(x, lr=1)\nb = 2\nc = g(y, lr=3)\n")
+
+    def finding(code: str, line: int, before: str, after: str) -> Finding:
+        loc = {"file": str(script), "line": line, "before": before, "after": after}
+        return Finding(code, Severity.ERROR, code, fixes=[Fix("lower_learning_rate", "", {}, None, loc)])
+
+    report = Report(Timeline(), [finding("divergence", 1, "a = f(x, lr=1)", "a = f(x, lr=0.1)"),
+                                 finding("exploding_gradients", 1, "a = f(x, lr=1)", "a = f(x, lr=0.5)"),
+                                 finding("nonfinite_loss", 3, "c = g(y, lr=3)", "c = g(y, lr=0.3)"),
+                                 finding("loss_plateau", 2, "b = 3", "b = 4")])  # stale: line 2 is b = 2
+    diff = unified_diff(report, tmp_path)
+    assert diff.count("--- a/t.py") == 1
+    assert "+a = f(x, lr=0.1)\n" in diff and "lr=0.5" not in diff and "+c = g(y, lr=0.3)\n" in diff
+    assert "b = 4" not in diff

@@ -1,0 +1,136 @@
+"""Where in the user's code the optimizer was built, so a fix can name that line and rewrite it.
+
+`torch.optim.Optimizer.__init__` is wrapped while the run is watched: at construction only (never on
+a step), the stack is walked to the first frame outside torch and torchdoctor and the whole
+statement there is read (every line of a call that spans several). The counted optimizer is the
+first that steps (recorder/optimizers.py); its site becomes `Timeline.sources["optimizer"]`,
+the place the learning-rate fixes edit. Every failure here is contained: the user's optimizer is
+built as if torchdoctor were not there.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import linecache
+import os
+import sys
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+from ..timeline import Timeline
+
+if TYPE_CHECKING:
+    from .shared import Handlers
+
+# torch, torchdoctor and the standard library: a frame there did not write the user's statement.
+_LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
+                      for f in (torch.__file__, os.path.dirname(os.path.abspath(__file__)), os.__file__))
+
+
+class SourceProbe:
+    def __init__(self, timeline: Timeline, recorder: Handlers | None = None) -> None:
+        self.timeline = timeline
+        self.recorder = recorder
+        self.sites: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(optimizer) -> (weak ref, site)
+        self.saved: Any = None
+        self.handle: Any = None
+        self._statements: dict[str, list[tuple[int, int]]] = {}  # file -> simple statements' line spans
+
+    def install(self) -> None:
+        original = torch.optim.Optimizer.__dict__["__init__"]
+        self.saved = original
+        torch.optim.Optimizer.__init__ = _wrap_init(original, self)  # type: ignore[method-assign]
+        self.handle = register_optimizer_step_pre_hook(self._pre)
+
+    def remove(self) -> None:
+        if self.saved is not None:
+            torch.optim.Optimizer.__init__ = self.saved  # type: ignore[method-assign]
+            self.saved = None
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.sites.clear()
+
+    # -- at construction -----------------------------------------------------------------------
+    def constructed(self, optimizer: Any) -> None:
+        site = self.site()
+        if site is not None:
+            self.sites[id(optimizer)] = (_weak(optimizer), site)
+
+    def site(self) -> dict[str, Any] | None:
+        """The user's statement that built the optimizer: the first frame that is not torch's,
+        torchdoctor's or an installed library's (a fix must not edit a file in site-packages)."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            path = os.path.abspath(name)
+            if not path.startswith(_LIBRARY_DIRS) and "-packages" + os.sep not in path:
+                return self.statement(name, path, frame.f_lineno)
+            frame = frame.f_back  # type: ignore[assignment]
+        return None
+
+    def statement(self, name: str, path: str, line: int) -> dict[str, Any] | None:
+        """The simple statement spanning `line` in the file, all its lines; None without source."""
+        lines = linecache.getlines(name)
+        if not lines or line < 1 or line > len(lines):
+            return None
+        first, last = line, line
+        spans = self._spans(name, lines)
+        inner = [s for s in spans if s[0] <= line <= s[1]]
+        if inner:
+            first, last = min(inner, key=lambda s: s[1] - s[0])
+        text = "".join(lines[first - 1:last])
+        return {"file": path, "line": first, "end_line": last, "text": text.rstrip("\r\n")}
+
+    def _spans(self, path: str, lines: list[str]) -> list[tuple[int, int]]:
+        if path not in self._statements:
+            try:
+                tree = ast.parse("".join(lines))
+                self._statements[path] = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
+                                          if isinstance(n, ast.stmt) and not hasattr(n, "body")]
+            except (SyntaxError, ValueError):
+                self._statements[path] = []
+        return self._statements[path]
+
+    # -- at the first step -------------------------------------------------------------------
+    def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        """The first optimizer to step is the one steps are counted on: its site is the one."""
+        if "optimizer" in self.timeline.sources:
+            return None
+        try:
+            entry = self.sites.get(id(optimizer))
+            if entry is not None and entry[0]() is optimizer:
+                self.timeline.sources["optimizer"] = entry[1]
+                self.sites.clear()
+        except Exception as exc:
+            self._error(exc)
+        return None
+
+    def _error(self, exc: BaseException) -> None:
+        if self.recorder is not None:
+            self.recorder.internal_error(f"optimizer source: {type(exc).__name__}: {exc}", exc)
+
+
+def _wrap_init(original: Any, probe: SourceProbe) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if "optimizer" in probe.timeline.sources:
+            return
+        try:
+            probe.constructed(self)
+        except Exception as exc:  # never break the user's optimizer
+            probe._error(exc)
+
+    return __init__
+
+
+def _weak(obj: Any) -> Any:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
