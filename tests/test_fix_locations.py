@@ -205,3 +205,19 @@ def test_one_edit_per_line_the_first_kept_and_stale_edits_dropped(tmp_path):
     assert diff.count("--- a/t.py") == 1
     assert "+a = f(x, lr=0.1)\n" in diff and "lr=0.5" not in diff and "+c = g(y, lr=0.3)\n" in diff
     assert "b = 4" not in diff
+
+
+def test_an_optimizer_given_part_of_the_model_is_fixed_in_its_own_line():
+    """frozen_parameters rewrites the user's optimizer line with the whole model, in the script's
+    own names (`net`, not `model`), every other argument kept; no snippet names what the script
+    does not define."""
+    from tests.conftest import SCRIPTS
+
+    result = run_script(SCRIPTS / "head_only_optimizer.py")
+    frozen = result.report.by_code("frozen_parameters")
+    assert frozen is not None and frozen.where == "backbone.0"
+    fix = frozen.fixes[0]
+    assert fix.location is not None and fix.location["line"] == 21
+    assert fix.location["before"] == "optimizer = optim.SGD(net.head.parameters(), lr=0.1, momentum=0.9)"
+    assert fix.location["after"] == "optimizer = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)"
+    assert frozen.fixes[1].snippet == "for p in net.backbone[0].parameters():\n    p.requires_grad_(False)"

@@ -39,7 +39,8 @@ def test_a_backbone_left_out_of_the_optimizer_is_found():
     assert "are in no optimizer" in finding.title and "and 4 more" in finding.title
     optimize, freeze = finding.fixes
     assert optimize.action == "optimize_all_parameters" and optimize.params == {"params": 8}
-    assert "model.backbone.parameters()" in optimize.snippet
+    # the whole model to the optimizer the script uses, with its lr; no name the script lacks (model.fc)
+    assert optimize.snippet.startswith("optimizer = torch.optim.SGD(model.parameters()")
     assert freeze.action == "freeze_parameters" and freeze.params == {"params": 8}
     assert "for p in model.backbone.parameters():\n    p.requires_grad_(False)" in freeze.snippet
 
@@ -55,7 +56,9 @@ def test_parameters_in_no_common_module_get_the_whole_model_fixes():
     (finding,) = findings("frozen_parameters", unoptimized(params, 16 * 3 * 9 + 10))
     assert finding.where is None
     assert "model.parameters()" in finding.fixes[0].snippet
-    assert "if name not in TRAINED" in finding.fixes[1].snippet
+    # the parameters named, not a set the script never defined (TRAINED, issue 17)
+    assert "if name in {'backbone.0.weight', 'fc.bias'}:" in finding.fixes[1].snippet
+    assert "TRAINED" not in finding.fixes[1].snippet
 
 
 def test_a_backbone_frozen_on_purpose_is_clean():

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
+from ._fixes import at_source
 from .base import finding_for, rule
 
 
@@ -36,22 +38,36 @@ def frozen_parameters(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                  + (f", {share:.0%} of the trainable ones" if share is not None else "")
                  + f") receive gradients but {why}: {shown}")
         module = where or "model"
-        owner = _expression(module)
+        owner = _expression(module, _model_name(tl))
+        model = _model_name(tl)
+        in_none = len(zero_lr) < len(names)  # not a parameter group at lr 0: left out of the optimizer
+        location = at_source(tl, "optimizer", "params", f"{model}.parameters()", position=0) if in_none else None
+        if location is not None:  # the user's own optimizer line, given the whole model
+            optimize = Fix("optimize_all_parameters",
+                           "If they should train: give the optimizer every trainable parameter (a lower learning "
+                           "rate for a pretrained part goes in its own parameter group).",
+                           {"params": len(names)}, textwrap.dedent(location["after"]).strip(), location=location)
+        else:
+            optimizer = tl.optimizer_name() or "SGD"
+            lr = tl.optimizer_hparams.get("lr")
+            optimize = Fix("optimize_all_parameters",
+                           "If they should train: give the optimizer every trainable parameter (a lower learning "
+                           "rate for a pretrained part goes in its own parameter group).",
+                           {"params": len(names)},
+                           f"optimizer = torch.optim.{optimizer}({model}.parameters()"
+                           + (f", lr={lr:g})" if isinstance(lr, float) else ")"))
+        if where:
+            freeze = f"for p in {owner}.parameters():\n    p.requires_grad_(False)"
+        else:  # no module holds them all: name them (the first few), never a name the script lacks
+            listed = ", ".join(repr(n) for n in names[:6])
+            more = f"  # and the {len(names) - 6} more in the evidence" if len(names) > 6 else ""
+            freeze = (f"for name, p in {model}.named_parameters():\n"
+                      f"    if name in {{{listed}}}:{more}\n        p.requires_grad_(False)")
         fixes = [
-            Fix("optimize_all_parameters",
-                "If they should train: give the optimizer every trainable parameter (a lower learning rate for a "
-                "pretrained part goes in its own parameter group).",
-                {"params": len(names)},
-                "optimizer = torch.optim.SGD([\n"
-                f"    {{\"params\": {owner}.parameters(), \"lr\": 1e-4}},  # the part that was left out\n"
-                "    {\"params\": model.fc.parameters()},\n], lr=1e-2)"
-                if where else "optimizer = torch.optim.SGD(model.parameters(), lr=1e-2)"),
+            optimize,
             Fix("freeze_parameters",
                 "If they should stay as they are: freeze them, and backward stops computing their gradients.",
-                {"params": len(names)},
-                f"for p in {owner}.parameters():\n    p.requires_grad_(False)"
-                if where else "for name, p in model.named_parameters():\n"
-                "    if name not in TRAINED:\n        p.requires_grad_(False)"),
+                {"params": len(names)}, freeze),
         ]
         yield finding_for(
             "frozen_parameters", title, step=event.step, epoch=event.epoch, where=where or None,
@@ -61,13 +77,23 @@ def frozen_parameters(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         )
 
 
-def _expression(module: str) -> str:
+def _model_name(tl: Timeline) -> str:
+    """What the script calls the (first) model, when a name for it was found (a label that is
+    only its class name was not); `model` otherwise."""
+    first = tl.models[0] if tl.models else None
+    label = first.label if first is not None and first.label != first.name else ""
+    return label if label.isidentifier() else "model"
+
+
+def _expression(module: str, model: str = "model") -> str:
     """The module as the script reaches it: `model.backbone`, or `netG.main` for a second
     model's `netG:main` (its modules are named after what the script calls it)."""
     if ":" in module:
-        label, _, rest = module.partition(":")
-        return f"{label}.{rest}" if rest else label
-    return f"model.{module}"
+        model, _, module = module.partition(":")
+        if not module:
+            return model
+    # `backbone.0` is reached as `backbone[0]` (a Sequential's index is no attribute name)
+    return model + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in module.split("."))
 
 
 def _common_prefix(names: list[str]) -> str:
