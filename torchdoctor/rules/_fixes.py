@@ -54,20 +54,38 @@ def at_source(tl: Timeline, site: str, name: str, value: str, position: int | No
     return {"file": source["file"], "line": source["line"], "before": source["text"], "after": after}
 
 
-def healthy_norms(tl: Timeline, until_step: int | None) -> list[float]:
-    return [v for s, v in tl.grad_norm_series() if until_step is None or s < until_step]
+BLOWN_UP = 10.0  # a step whose loss is this many times the run's first is no healthy step
+
+
+def healthy_steps(tl: Timeline, until_step: int | None) -> list[tuple[int, float]]:
+    """(step, gradient norm) of the steps before `until_step` whose loss had not yet blown up
+    (issue 17: 'healthy steps 0-3' when step 3's loss was already 785,074)."""
+    first = tl.first_loss()
+    losses = {r.step: r.loss for r in tl.steps}
+    out = []
+    for s, v in tl.grad_norm_series():
+        if until_step is not None and s >= until_step:
+            break
+        loss = losses.get(s)
+        if first is not None and first > 0 and loss is not None and not loss <= BLOWN_UP * first:
+            break  # from here on the run was blowing up
+        out.append((s, v))
+    return out
+
 
 
 def clip_gradients(tl: Timeline, until_step: int | None) -> Fix | None:
     """max_norm at twice the median norm of the healthy steps: typical steps pass untouched,
     spikes are cut. The median, unlike a high percentile, is not dragged up by early spikes."""
-    norms = healthy_norms(tl, until_step)
+    healthy = healthy_steps(tl, until_step)
+    norms = [v for _, v in healthy]
     if len(norms) < 3:
         return None
     max_norm = nice(2 * median(norms))
     if not max_norm or max_norm <= 0:
         return None
-    span = f"steps 0-{until_step - 1}" if until_step else "the run"
+    last = healthy[-1][0]
+    span = f"steps {healthy[0][0]}-{last}" if until_step or last != tl.steps[-1].step else "the run"
     return Fix(
         "clip_gradients",
         f"Clip the gradient norm at {fmt(max_norm)} (twice the median total norm of the healthy "
