@@ -20,7 +20,7 @@ torch.manual_seed(0)
 net = Net()
 optimizer = optim.SGD(net.head.parameters(), lr=0.1, momentum=0.9)
 x, y = torch.randn(256, 10), torch.randint(0, 2, (256,))
-for step in range(40):
+for _ in range(40):
     optimizer.zero_grad()
     loss = nn.functional.cross_entropy(net(x), y)
     loss.backward()
