@@ -221,3 +221,21 @@ def test_an_optimizer_given_part_of_the_model_is_fixed_in_its_own_line():
     assert fix.location["before"] == "optimizer = optim.SGD(net.head.parameters(), lr=0.1, momentum=0.9)"
     assert fix.location["after"] == "optimizer = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)"
     assert frozen.fixes[1].snippet == "for p in net.backbone[0].parameters():\n    p.requires_grad_(False)"
+
+
+def test_a_linear_sized_for_other_images_is_fixed_where_the_class_builds_it():
+    """Issue 17: the beginner CNN (a class with its own forward) was told an nn.Sequential snippet;
+    the fix is now its own `self.fc1 = nn.Linear(...)` line with the in_features its input has."""
+    from tests.conftest import SCRIPTS
+
+    result = run_script(SCRIPTS / "beginner_cnn.py")
+    error = result.report.by_code("script_error")
+    assert result.status == 1 and error is not None and error.where == "fc1"
+    fix = error.fixes[0]
+    assert fix.action == "fix_in_features" and fix.params == {"in_features": 13456}
+    assert fix.location is not None and fix.location["line"] == 15
+    assert fix.location["before"].strip() == "self.fc1 = nn.Linear(16 * 5 * 5, 120)"
+    assert fix.location["after"].strip() == "self.fc1 = nn.Linear(13456, 120)"
+    diff = unified_diff(result.report, base=str(SCRIPTS))
+    assert "-        self.fc1 = nn.Linear(16 * 5 * 5, 120)\n+        self.fc1 = nn.Linear(13456, 120)" in diff
+    assert torch.nn.Linear.__init__.__name__ == "__init__" and not hasattr(torch.nn.Linear.__init__, "__wrapped__")

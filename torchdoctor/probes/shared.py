@@ -25,6 +25,9 @@ class Shared:
     sampling_activations: Any = None  # the model (RootState) whose activations this forward samples
     meter: MemoryMeter = field(default_factory=MemoryMeter)  # its `capture` sees this forward's saved tensors
     loss_functions: dict[str, Any] = field(default_factory=dict)  # unwrapped F.* losses (set by the loss probe)
+    # Where the script built each layer whose arguments a fix changes (Linear, Conv): module ->
+    # {"file", "line", "end_line", "text"} (set by the source probe; weak keys).
+    layer_sites: Any = None
 
     @property
     def measuring(self) -> bool:

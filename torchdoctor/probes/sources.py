@@ -31,6 +31,16 @@ _LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
                       for f in (torch.__file__, os.path.dirname(os.path.abspath(__file__)), os.__file__))
 
 
+# The layers a fix rewrites the arguments of (in_features, in_channels, num_classes).
+SITED_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+MAX_LAYER_SITES = 4096
+
+
+# torch's and torchdoctor's own files (installed or not): frames that are never the builder.
+_OWN_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
+                  for f in (torch.__file__, os.path.dirname(os.path.abspath(__file__))))
+
+
 class SourceProbe:
     def __init__(self, timeline: Timeline, recorder: Handlers | None = None) -> None:
         self.timeline = timeline
@@ -39,12 +49,20 @@ class SourceProbe:
         self.saved: Any = None
         self.handle: Any = None
         self._statements: dict[str, list[tuple[int, int]]] = {}  # file -> simple statements' line spans
+        self.layer_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.saved_layers: list[tuple[type, Any]] = []
 
     def install(self) -> None:
         original = torch.optim.Optimizer.__dict__["__init__"]
         self.saved = original
         torch.optim.Optimizer.__init__ = _wrap_init(original, self)  # type: ignore[method-assign]
         self.handle = register_optimizer_step_pre_hook(self._pre)
+        for cls in SITED_LAYERS:
+            init = cls.__dict__["__init__"]
+            self.saved_layers.append((cls, init))
+            cls.__init__ = _wrap_layer_init(init, self)  # type: ignore[method-assign]
+        if self.recorder is not None:
+            self.recorder.shared.layer_sites = self.layer_sites
 
     def remove(self) -> None:
         if self.saved is not None:
@@ -53,6 +71,9 @@ class SourceProbe:
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
+        for cls, init in self.saved_layers:
+            cls.__init__ = init  # type: ignore[method-assign]
+        self.saved_layers = []
         self.sites.clear()
 
     # -- at construction -----------------------------------------------------------------------
@@ -61,15 +82,27 @@ class SourceProbe:
         if site is not None:
             self.sites[id(optimizer)] = (_weak(optimizer), site)
 
-    def site(self) -> dict[str, Any] | None:
+    def layer_constructed(self, layer: Any) -> None:
+        """A Linear or Conv the script built: where, for a fix to its arguments (a crash names it)."""
+        if len(self.layer_sites) < MAX_LAYER_SITES and type(layer) in SITED_LAYERS:
+            site = self.site(direct=True)
+            if site is not None:
+                self.layer_sites[layer] = site
+
+    def site(self, direct: bool = False) -> dict[str, Any] | None:
         """The user's statement that built the optimizer: the first frame that is not torch's,
-        torchdoctor's or an installed library's (a fix must not edit a file in site-packages)."""
+        torchdoctor's or an installed library's (a fix must not edit a file in site-packages).
+        `direct`: only when that frame built it itself; a layer that torchvision's resnet18()
+        built has no line of the user's to rewrite (`model = resnet18()` has no in_features)."""
         frame = sys._getframe(2)
         while frame is not None:
             name = frame.f_code.co_filename
             path = os.path.abspath(name)
-            if not path.startswith(_LIBRARY_DIRS) and "-packages" + os.sep not in path:
+            library = "-packages" + os.sep in path and not path.startswith(_OWN_DIRS)
+            if not path.startswith(_LIBRARY_DIRS) and not library:
                 return self.statement(name, path, frame.f_lineno)
+            if direct and library:
+                return None
             frame = frame.f_back  # type: ignore[assignment]
         return None
 
@@ -124,6 +157,18 @@ def _wrap_init(original: Any, probe: SourceProbe) -> Any:
         try:
             probe.constructed(self)
         except Exception as exc:  # never break the user's optimizer
+            probe._error(exc)
+
+    return __init__
+
+
+def _wrap_layer_init(original: Any, probe: SourceProbe) -> Any:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            probe.layer_constructed(self)
+        except Exception as exc:  # never break the user's layer
             probe._error(exc)
 
     return __init__

@@ -56,6 +56,10 @@ class Failures:
         if self.shared.failed_in is None:
             self.shared.failed_in = {"phase": "forward", "module": self.models.name_of(module),
                                      **module_facts(module, args)}
+            sites = self.shared.layer_sites
+            site = sites.get(module) if sites is not None else None
+            if site is not None:  # where the script built the layer that raised: its fix's line
+                self.timeline.sources["failed_layer"] = site
 
     def on_script_failed(self, exc: BaseException, step: int, epoch: int | None) -> None:
         """The run died: what was raised, and where; for a vision run, what the failing batch's
