@@ -35,8 +35,9 @@ def vanishing_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     which then stop learning while the loss creeps down through the last layers only.
 
     What to do: ReLU-family activations instead of sigmoid/tanh in hidden layers,
-    BatchNorm/LayerNorm between layers, an initialization matched to the activation
-    (Kaiming for ReLU, Xavier for tanh), or residual connections.
+    BatchNorm/LayerNorm between layers, an initialization matched to the activations the model
+    uses (Xavier with calculate_gain's 1 for sigmoid, 5/3 for tanh; Kaiming for ReLU-like ones),
+    or residual connections.
     """
     weights = [(i, layer) for i, layer in enumerate(tl.layers) if layer.kind == "weight"]
     if len(weights) < int(p["min_layers"]):
@@ -74,23 +75,14 @@ def vanishing_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         fixes.append(Fix(
             "change_activation",
             f"Replace the saturating activations ({', '.join(sat_types)} at {_names(saturating)}) in hidden "
-            "layers with nn.ReLU (or nn.GELU / nn.LeakyReLU).",
+            "layers with nn.ReLU (or nn.GELU / nn.LeakyReLU), with He (kaiming_normal_) initialization.",
             {"modules": saturating, "replace": sat_types, "with": "ReLU"},
-            "nn.ReLU()   # instead of nn.Sigmoid() / nn.Tanh() between layers",
+            f"nn.ReLU()   # instead of {' / '.join(f'nn.{t}()' for t in sat_types)} between layers",
         ))
     norm_fix = add_normalization(tl)
     if norm_fix:
         fixes.append(norm_fix)
-    init = "xavier_uniform_ (gain for tanh: 5/3)" if saturating else "kaiming_normal_(nonlinearity='relu')"
-    fixes.append(Fix(
-        "change_initialization",
-        f"Initialize the weight layers with {init} so the signal keeps its scale through "
-        f"{len(weights)} layers.",
-        {"init": init.split(" ")[0]},
-        "for m in model.modules():\n    if isinstance(m, (nn.Linear, nn.Conv2d)):\n"
-        + ("        nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain('tanh'))"
-           if saturating else "        nn.init.kaiming_normal_(m.weight, nonlinearity='relu')"),
-    ))
+    fixes.append(_initialization(model.module_types if model else {}, tl, len(weights)))
     fixes.append(Fix("add_residual_connections",
                      "In deep stacks, add skip connections (out = x + block(x)) so gradients bypass layers.",
                      {}, "def forward(self, x):\n    return x + self.block(x)"))
@@ -110,6 +102,61 @@ def vanishing_gradients(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         },
         fixes=fixes,
     )
+
+
+# The gain torch.nn.init.calculate_gain gives each saturating activation (Xavier/Glorot init), and the
+# nonlinearity kaiming_normal_ takes for each ReLU-like one (He init; GELU/SiLU are near enough ReLU).
+XAVIER_GAIN = {"Sigmoid": ("sigmoid", "1"), "Hardsigmoid": ("sigmoid", "1"), "LogSigmoid": ("sigmoid", "1"),
+               "Tanh": ("tanh", "5/3"), "Hardtanh": ("tanh", "5/3"), "Softsign": ("tanh", "5/3")}
+KAIMING = {"ReLU": "relu", "ReLU6": "relu", "GELU": "relu", "SiLU": "relu", "Mish": "relu", "ELU": "relu",
+           "CELU": "relu", "PReLU": "leaky_relu", "RReLU": "leaky_relu", "LeakyReLU": "leaky_relu"}
+
+
+def _initialization(types: dict[str, str], tl: Timeline, depth: int) -> Fix:
+    """The init matched to the activations the model uses (issue 17: tanh's gain was recommended on
+    a model of Sigmoids): the gain calculate_gain gives for the most used saturating one, He init for
+    ReLU-like ones; the snippet names only the model's own layer types and activation."""
+    used = list(types.values())
+    saturating = sorted({t for t in used if t in XAVIER_GAIN}, key=lambda t: (-used.count(t), t))
+    relu_like = sorted({t for t in used if t in KAIMING}, key=lambda t: (-used.count(t), t))
+    layer_types = sorted({layer.type for layer in tl.layers if layer.kind == "weight"}) or ["Linear"]
+    model = _model_name(tl)
+    loop = (f"for m in {model}.modules():\n    if isinstance(m, "
+            + (f"nn.{layer_types[0]}" if len(layer_types) == 1 else f"({', '.join(f'nn.{t}' for t in layer_types)})")
+            + "):\n        ")
+    keep = f"so the signal keeps its scale through {depth} layers"
+    if saturating:
+        act = saturating[0]
+        name, gain = XAVIER_GAIN[act]
+        text = (f"Initialize the weight layers with Xavier (xavier_uniform_, gain {gain}: "
+                f"nn.init.calculate_gain('{name}') for {act}) {keep}.")
+        if name == "sigmoid":
+            normalized = bool(tl.models) and tl.models[0].has_normalization
+            text += (" A gain cannot undo the sigmoid's slope of at most 1/4 per layer: better, switch the hidden "
+                     "activations to ReLU/GELU with He (kaiming_normal_) init"
+                     + ("." if normalized else ", or add normalization between the layers."))
+        others = [t for t in saturating[1:] if XAVIER_GAIN[t][0] != name]
+        if others:
+            text += (f" The layers feeding {', '.join(others)} take gain "
+                     f"{', '.join(XAVIER_GAIN[t][1] for t in others)} (calculate_gain('{XAVIER_GAIN[others[0]][0]}')).")
+        return Fix("change_initialization", text, {"init": "xavier_uniform_", "activation": act, "gain": name},
+                   loop + f"nn.init.xavier_uniform_(m.weight, gain=nn.init.calculate_gain('{name}'))")
+    nonlinearity = KAIMING[relu_like[0]] if relu_like else "relu"
+    act = relu_like[0] if relu_like else "ReLU-family activations"
+    params = {"init": "kaiming_normal_", "nonlinearity": nonlinearity}
+    if relu_like:
+        params["activation"] = act
+    return Fix("change_initialization",
+               f"Initialize the weight layers with He (kaiming_normal_, nonlinearity='{nonlinearity}') for {act} "
+               f"{keep}.", params,
+               loop + f"nn.init.kaiming_normal_(m.weight, nonlinearity='{nonlinearity}')")
+
+
+def _model_name(tl: Timeline) -> str:
+    """What the script calls the model when a name for it was recorded; `model` otherwise."""
+    first = tl.models[0] if tl.models else None
+    label = first.label if first is not None and first.label != first.name else ""
+    return label if label.isidentifier() else "model"
 
 
 def _names(names: list[str], limit: int = 4) -> str:
