@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from textwrap import dedent
 
 from ..findings import Fix
 from ..formatting import fmt
 from ..timeline import Timeline
-from ._edits import set_keyword
+from ._edits import _call_of, _parse, set_keyword
 from ._numbers import median, nice
 
 # A learning rate that trains with each optimizer (torch.optim's defaults; for SGD, which has no
@@ -32,6 +33,8 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
         new = nice(lr / factor)
         text = f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}."
     location = at_source(tl, "optimizer", "lr", f"{new:g}", position=1)
+    if location:
+        text += _from_a_setting(tl, location["before"], "lr", f"{new:g}", position=1)
     return Fix(
         "lower_learning_rate",
         text,
@@ -39,6 +42,61 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
         dedent(location["after"]) if location else f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
         location,
     )
+
+
+def argument_text(statement: str, name: str, position: int | None = None) -> str | None:
+    """The source text of the value the statement's call passes as `name` (the keyword, else the
+    positional at `position`); None when the statement is no such call or does not pass it. Pure."""
+    body, shift = _parse(statement)
+    if body is None or len(body) != 1:
+        return None
+    call = _call_of(body[0])
+    if call is None:
+        return None
+    value = next((kw.value for kw in call.keywords if kw.arg == name), None)
+    if value is None and position is not None and position < len(call.args):
+        if not any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
+            value = call.args[position]
+    if value is None:
+        return None
+    return ast.get_source_segment("if True:\n" + statement if shift else statement, value)
+
+
+def _from_a_setting(tl: Timeline, statement: str, name: str, new: str, position: int | None = None) -> str:
+    """When the call takes `name` from a variable, an attribute or a config entry rather than a
+    literal, say so: writing the literal in (what the location's rewrite does) would silently override
+    the user's setting; for an `args.X` (or a flag the run was given) name the command-line flag."""
+    current = argument_text(statement, name, position)
+    if current is None:
+        return ""
+    try:
+        node = ast.parse(current, mode="eval").body
+    except SyntaxError:
+        return ""
+    if not any(isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) for n in ast.walk(node)):
+        return ""  # a literal: the rewrite is the whole fix
+    where = f"(your optimizer takes {name} from {current})"
+    flag = _flag(tl, node)
+    if flag:
+        return f" Pass {flag} {new} {where}."
+    return (f" Set it to {new} where {current} gets its value {where}; writing {new} into the optimizer line "
+            "instead would override that setting.")
+
+
+def _flag(tl: Timeline, node: ast.expr) -> str | None:
+    """The command-line flag behind `args.x_y` (as the run was given it, else argparse's `--x-y`),
+    or behind any `something.x` whose flag the run was given."""
+    if not isinstance(node, ast.Attribute):
+        return None
+    attr = node.attr
+    spellings = [f"--{attr}", f"--{attr.replace('_', '-')}"]
+    given = [a.split("=", 1)[0] for a in tl.run.argv[1:] if a.startswith("--")]
+    for flag in spellings:
+        if flag in given:
+            return flag
+    if isinstance(node.value, ast.Name) and node.value.id == "args":
+        return spellings[1]
+    return None
 
 
 def at_source(tl: Timeline, site: str, name: str, value: str, position: int | None = None) -> dict | None:
