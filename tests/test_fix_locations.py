@@ -239,3 +239,20 @@ def test_a_linear_sized_for_other_images_is_fixed_where_the_class_builds_it():
     diff = unified_diff(result.report, base=str(SCRIPTS))
     assert "-        self.fc1 = nn.Linear(16 * 5 * 5, 120)\n+        self.fc1 = nn.Linear(13456, 120)" in diff
     assert torch.nn.Linear.__init__.__name__ == "__init__" and not hasattr(torch.nn.Linear.__init__, "__wrapped__")
+
+
+def test_the_loader_fix_is_the_scripts_own_dataloader_line():
+    """more_dataloader_workers rewrites the training loader's construction (issue 17), adding
+    num_workers (and persistent_workers for a run of several epochs), every argument kept. The
+    wait share depends on the machine's load, so the rule is asked with a low threshold."""
+    from tests.conftest import EXAMPLES
+    from tests.rules.timelines import findings
+
+    result = run_script(EXAMPLES / "slow_loader.py")
+    site = result.report.timeline.sources["train_loader"]
+    assert site["line"] == 48 and site["text"].strip() == "loader = DataLoader(dataset, batch_size=16, shuffle=True)"
+    (found,) = findings("dataloader_bottleneck", result.report.timeline, max_wait_share=0.05)
+    fix = found.fixes[0]
+    workers = fix.params["num_workers"]
+    assert fix.location["after"].strip() == (f"loader = DataLoader(dataset, batch_size=16, shuffle=True, "
+                                             f"num_workers={workers}, persistent_workers=True)")

@@ -28,6 +28,7 @@ class Shared:
     # Where the script built each layer whose arguments a fix changes (Linear, Conv): module ->
     # {"file", "line", "end_line", "text"} (set by the source probe; weak keys).
     layer_sites: Any = None
+    loader_sites: Any = None  # DataLoader -> where the script built it (the same, for its fixes)
 
     @property
     def measuring(self) -> bool:

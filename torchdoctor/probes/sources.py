@@ -50,6 +50,7 @@ class SourceProbe:
         self.handle: Any = None
         self._statements: dict[str, list[tuple[int, int]]] = {}  # file -> simple statements' line spans
         self.layer_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.loader_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.saved_layers: list[tuple[type, Any]] = []
 
     def install(self) -> None:
@@ -57,12 +58,13 @@ class SourceProbe:
         self.saved = original
         torch.optim.Optimizer.__init__ = _wrap_init(original, self)  # type: ignore[method-assign]
         self.handle = register_optimizer_step_pre_hook(self._pre)
-        for cls in SITED_LAYERS:
+        for cls in (*SITED_LAYERS, torch.utils.data.DataLoader):
             init = cls.__dict__["__init__"]
             self.saved_layers.append((cls, init))
             cls.__init__ = _wrap_layer_init(init, self)  # type: ignore[method-assign]
         if self.recorder is not None:
             self.recorder.shared.layer_sites = self.layer_sites
+            self.recorder.shared.loader_sites = self.loader_sites
 
     def remove(self) -> None:
         if self.saved is not None:
@@ -83,7 +85,14 @@ class SourceProbe:
             self.sites[id(optimizer)] = (_weak(optimizer), site)
 
     def layer_constructed(self, layer: Any) -> None:
-        """A Linear or Conv the script built: where, for a fix to its arguments (a crash names it)."""
+        """A Linear, Conv or DataLoader the script built: where, for a fix to its arguments (a
+        crash names the layer; dataloader_bottleneck the training loader's num_workers)."""
+        if isinstance(layer, torch.utils.data.DataLoader):
+            if len(self.loader_sites) < MAX_LAYER_SITES:
+                site = self.site(direct=True)
+                if site is not None:
+                    self.loader_sites[layer] = site
+            return
         if len(self.layer_sites) < MAX_LAYER_SITES and type(layer) in SITED_LAYERS:
             site = self.site(direct=True)
             if site is not None:

@@ -63,6 +63,7 @@ class Recorder:
         self.parts = LossParts(self.timeline, self.queue)
         self.roles = Roles(self.timeline, self.models, self.queue)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
+        self.loader_sites: dict[int, dict[str, Any]] = {}  # id(loader) -> where the script built it
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
                            self.sampling, self.failures, self.memory, self.queue, self.parts, self.roles)
 
@@ -236,6 +237,11 @@ class Recorder:
     @guarded
     def on_loader_iter(self, loader: Any) -> int:
         count = self.loaders.start_pass(loader)
+        sites = self.shared.loader_sites
+        if sites is not None and len(self.loader_sites) < 64 and id(loader) not in self.loader_sites:
+            site = sites.get(loader)
+            if site is not None:
+                self.loader_sites[id(loader)] = site
         self.evaluation.tracker.restart(id(loader))
         return count
 
@@ -265,6 +271,9 @@ class Recorder:
     def _finish_measurements(self) -> None:
         self.evaluation.drain()
         self.loaders.write(self.timeline.habits, self.steps.last_step_time)
+        site = self.loader_sites.get(self.loaders.train_loader)  # where its num_workers fix goes
+        if site is not None:
+            self.timeline.sources["train_loader"] = site
         self.queue.finish()
 
     @guarded

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
+from ._edits import set_keyword
+from ._fixes import at_source
 from .base import Param, finding_for, rule
+
+
+def located(fix: Fix, location: dict | None, extra: dict[str, str]) -> Fix:
+    """The fix in the script's own DataLoader line, when it was recorded (issue 17), with the
+    other settings it suggests (pin_memory, persistent_workers) set there too."""
+    if location is not None:
+        after = location["after"]
+        for name, value in extra.items():
+            after = set_keyword(after, name, value) or after
+        fix.location = {**location, "after": after}
+        fix.snippet = textwrap.dedent(after).strip()
+    return fix
 
 
 @rule("dataloader_bottleneck", Severity.WARNING, "Most of a step's time is spent waiting for data",
@@ -57,12 +72,13 @@ def dataloader_bottleneck(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
                   "compute_ms_per_batch": compute * 1e3, "batches": loader["batches"],
                   "num_workers": current, "pin_memory": loader.get("pin_memory"),
                   "batch_size": loader.get("batch_size"), "dataset": loader.get("dataset")},
-        fixes=[Fix("more_dataloader_workers",
+        fixes=[located(Fix("more_dataloader_workers",
                    f"Load batches in {workers} worker processes while the model trains"
                    + (" and pin host memory for faster copies to the GPU" if cuda else "")
                    + f" (a {loader.get('dataset') or 'Dataset'} item takes long to produce: "
                      "cache decoded items or move heavy transforms to the GPU if it stays slow).",
                    {"num_workers": workers, "pin_memory": cuda},
                    f"loader = DataLoader(dataset, batch_size={loader.get('batch_size') or 32}, shuffle=True, "
-                   + ", ".join(settings) + ")")],
+                   + ", ".join(settings) + ")"), at_source(tl, "train_loader", "num_workers", str(workers)),
+                       {k: v for k, v in (s.split("=") for s in settings[1:])})],
     )
