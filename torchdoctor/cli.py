@@ -1,4 +1,4 @@
-"""Command line: `torchdoctor run | report | rules | explain`."""
+"""Command line: `torchdoctor run | fix | report | rules | explain`."""
 
 from __future__ import annotations
 
@@ -73,14 +73,17 @@ def cli() -> None:
               "is redirected).")
 @click.option("--patch", "patch_path", metavar="FILE",
               help="Write the fixes that change a line of the script as a unified diff (git apply / patch -p1).")
+@click.option("--heal", is_flag=True,
+              help="Act inside the run: skip a step whose gradients are NaN/Inf, roll back to the last good state "
+              "and lower the lr when the loss stays non-finite; every action is reported (healed).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
         settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, memory_report: bool,
-        gradient_report: bool, html_path: str | None, live: bool | None, patch_path: str | None, quiet: bool,
-        verbose: bool, target: str, args: tuple[str, ...]) -> int:
+        gradient_report: bool, html_path: str | None, live: bool | None, patch_path: str | None, heal: bool,
+        quiet: bool, verbose: bool, target: str, args: tuple[str, ...]) -> int:
     """Run a training script unchanged and diagnose it.
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
@@ -108,6 +111,7 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     except (BadTarget, ConfigError) as exc:
         raise BadInput(str(exc)) from None
     options = {"memory_report": memory_report, "gradient_report": gradient_report, "html_path": html_target,
+               "heal": heal,
                "live": live if live is not None else (not quiet and sys.stdout.isatty() and sys.stderr.isatty())}
     from .session import Doctor
 
@@ -306,6 +310,65 @@ def explain(code: str) -> None:
                 shown += f" ({float(p.default):.0f} bytes, the unit --set takes)"
             click.echo(f"  {name} = {shown}    {p.help}")
     click.echo(f"\nSwitch off with --disable {rule.code} or [tool.torchdoctor] disable = [\"{rule.code}\"].")
+
+
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+    epilog=f"Exit status: 0 when the last run is healthy (healed, or healthy from the start); 1 when it "
+    f"is not; {BAD_INPUT_STATUS} for bad input to torchdoctor itself.",
+)
+@click.option("--tries", default=3, show_default=True, type=click.IntRange(1, 20), metavar="N",
+              help="Apply up to N fixes in turn, the earlier ones kept, until a run is healthy.")
+@click.option("--json", "json_path", metavar="PATH",
+              help='Write {"attempts": [...], "healed": bool, "patch": "..."}.')
+@click.option("--patch", "patch_path", metavar="FILE",
+              help="Write the applied fixes that change a line of the script as a unified diff.")
+@click.option("--disable", "disable", multiple=True, metavar="CODE", help="Switch a rule off (repeatable).")
+@click.option("--set", "settings", multiple=True, metavar="CODE.THRESHOLD=VALUE", help="Change a rule's threshold.")
+@click.argument("target", metavar="SCRIPT")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fix(tries: int, json_path: str | None, patch_path: str | None, disable: tuple[str, ...],
+        settings: tuple[str, ...], target: str, args: tuple[str, ...]) -> int:
+    """Run a script, apply the worst finding's fix from outside the code, re-run, compare.
+
+    The learning rate is lowered in the optimizer's param groups and gradients are clipped in an
+    optimizer pre-step hook; the script's file is never edited. Everything after SCRIPT belongs to
+    the script: torchdoctor fix train.py --epochs 3
+    """
+    import json
+
+    from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
+    from .execfile import BadTarget, prepare_script
+
+    if target.startswith("-") and not Path(target).exists():
+        raise BadInput(unknown_option(target, fix))
+    json_target = check_output_path(json_path, "--json") if json_path else None
+    patch_target = check_output_path(patch_path, "--patch") if patch_path else None
+    started_in = Path.cwd()
+    try:
+        prepared = prepare_script(target)
+        pyproject = find_pyproject(Path(prepared.file).resolve().parent) or find_pyproject(Path.cwd())
+        config = build_config(read_pyproject_table(pyproject), disable, settings, None,
+                              origin=str(pyproject or "pyproject.toml"))
+    except (BadTarget, ConfigError) as exc:
+        raise BadInput(str(exc)) from None
+    from .repair import fix_script
+    from .repair.loop import table
+
+    result = fix_script(prepared, list(args), config, tries, started_in,
+                        on_run=lambda r: click.echo(f"torchdoctor fix: {r.label}: "
+                                                    f"{', '.join(r.problems) or 'healthy'}", err=True))
+    for line in result.cannot_apply:
+        click.echo(f"torchdoctor fix: {line}: cannot apply from outside the code; skipped", err=True)
+    click.echo(table(result), err=True)
+    verdict = "healed" if result.attempts and result.healed else "healthy, nothing to fix" if result.healed \
+        else "not healed"
+    click.echo(f"torchdoctor fix: {verdict}", err=True)
+    if json_target is not None:
+        json_target.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if patch_target is not None and result.patch:
+        patch_target.write_text(result.patch, encoding="utf-8")
+    return 0 if result.healed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

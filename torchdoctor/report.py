@@ -64,13 +64,18 @@ def caveat(steps: int, interrupted: str | None) -> str | None:
     return None
 
 
+# Info findings shown unasked: what --heal did to the run is never silent.
+ALWAYS_SHOWN = frozenset({"healed"})
+
+
 def default_view(findings: Sequence[T], severity: Callable[[T], Severity | None], code: Callable[[T], Any],
                  caused_by: Callable[[T], Any]) -> tuple[list[T], list[T]]:
     """(shown, hidden): what both the terminal and the HTML show unasked, and what only -v (or the
     HTML's toggle) shows. Shown: the problems (is_problem) and the causes they name, even an info
-    one; hidden: every other finding (info findings on their own). Works on Findings and on the
-    JSON's finding dicts, so a saved report is shown as the live one was."""
-    keep = set()
+    one, and what --heal did (ALWAYS_SHOWN); hidden: every other finding (info findings on their
+    own). Works on Findings and on the JSON's finding dicts, so a saved report is shown as the live
+    one was."""
+    keep = {id(f) for f in findings if code(f) in ALWAYS_SHOWN}
     for f in findings:
         level = severity(f)
         if level is None or not is_problem(level) or id(f) in keep:

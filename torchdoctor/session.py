@@ -66,6 +66,7 @@ class Doctor:
         gradient_report: bool = False,
         html_path: str | os.PathLike[str] | None = None,
         live: Any = False,
+        heal: bool = False,
     ) -> None:
         self.models = _as_list(models)
         self.optimizers = _as_list(optimizers)
@@ -78,6 +79,8 @@ class Doctor:
         self.gradient_report = gradient_report
         self.html_path = Path(html_path).resolve() if html_path else None
         self.live = live
+        self.heal = heal  # act inside the run (heal/): skip poisoned steps, roll back; off by default
+        self._healer: Any = None
         self._progress: Any = None
         self.json_path = Path(json_path).resolve() if json_path else None
         self.print_report = print_report
@@ -111,6 +114,10 @@ class Doctor:
             except Exception as exc:
                 self.recorder.internal_error(f"could not install {type(probe).__name__}: {exc}", exc)
         self._probes = installed
+        if self.heal:  # after the probes: its step hook reads the step the recorder has just read back
+            from .heal import Healer
+
+            self._healer = Healer(self.recorder.timeline, self.recorder.errors).install()
         self._started = time.perf_counter()
         _active.append(self)
         if self.live:
@@ -143,6 +150,9 @@ class Doctor:
                 progress.stop()
             except Exception as exc:
                 self.recorder.internal_error(f"live progress: {type(exc).__name__}: {exc}", exc)
+        if self._healer is not None:
+            self._healer.remove()
+            self._healer = None
         for probe in reversed(self._probes):
             try:
                 probe.remove()
@@ -329,7 +339,7 @@ class Doctor:
         return Doctor(self.models, self.optimizers, config=self.config, json_path=self.json_path,
                       print_report=self.print_report, verbose=self.verbose, console=self.console,
                       memory_report=self.memory_report, gradient_report=self.gradient_report,
-                      html_path=self.html_path, live=self.live)
+                      html_path=self.html_path, live=self.live, heal=self.heal)
 
     def log(self, **values: float) -> None:
         """Record values the probes cannot see, e.g. `doctor.log(val_loss=0.41, val_acc=0.87)` for a

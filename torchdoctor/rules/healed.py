@@ -1,0 +1,100 @@
+"""healed: what `--heal` did inside the run, one finding per intervention (skips in a row: one)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+from ..findings import Finding, Fix, Severity
+from ..timeline import Event, Timeline
+from ._fixes import at_source
+from .base import finding_for, rule
+
+SHOWN_STEPS = 20
+
+
+@rule("healed", Severity.INFO,
+      "--heal acted inside the run (skipped a step, rolled back, lowered the lr, clipped)")
+def healed(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
+    """What it finds: every time `torchdoctor run --heal` changed the run while it ran. A step whose
+    gradients held NaN or Inf was skipped (no parameter, momentum or Adam moment changed); after
+    several steps in a row with a non-finite loss, the weights and the optimizer's state were put
+    back to the last copy kept in memory and every learning rate divided by 10.
+
+    Why it matters: the run you got is not the run your script describes. Healing keeps a long run
+    alive; the cause is still in the script (see the other findings: non-finite gradients, a
+    divergence), and the fix that makes the heal unnecessary is the one to keep.
+
+    Not flagged: a run with heal on that needed no intervention (its numbers are the plain run's).
+    """
+    events = tl.events_of("healed")
+    for group in _groups(events):
+        first = group[0]
+        action = first.data.get("action", "?")
+        if action == "skip_step":
+            yield _skipped(group)
+        elif action == "rollback":
+            yield _rolled_back(tl, first)
+        else:
+            data = first.data
+            yield finding_for("healed", f"--heal: {action} at step {first.step}", step=first.step,
+                              epoch=first.epoch, evidence=_evidence(first, data))
+
+
+def _groups(events: list[Event]) -> list[list[Event]]:
+    """Skipped steps in a row are one intervention; every other event is its own."""
+    out: list[list[Event]] = []
+    for e in events:
+        last = out[-1][-1] if out else None
+        if (last is not None and e.data.get("action") == "skip_step" and last.data.get("action") == "skip_step"
+                and e.step is not None and last.step is not None and e.step - last.step <= 1):
+            out[-1].append(e)
+        else:
+            out.append([e])
+    return out
+
+
+def _evidence(event: Event, data: dict[str, Any]) -> dict[str, Any]:
+    return {"step": event.step, "action": data.get("action"), "before": data.get("before"),
+            "after": data.get("after"), **{k: v for k, v in data.items() if k not in ("step", "action")}}
+
+
+def _skipped(group: list[Event]) -> Finding:
+    first, last = group[0], group[-1]
+    steps = [e.step for e in group]
+    more = sum(e.data.get("more", 0) for e in group)
+    when = f"step {first.step}" if len(group) == 1 else f"steps {first.step}-{last.step} ({len(group)} steps)"
+    params = first.data.get("nonfinite_params") or []
+    shown = ", ".join(str(n) for n in params)
+    title = (f"--heal skipped {when}: non-finite gradients" + (f" in {shown}" if shown else "")
+             + "; the weights and the optimizer's state were left as they were")
+    evidence = _evidence(first, first.data)
+    evidence.update(steps=steps[:SHOWN_STEPS], count=len(group) + more)
+    return finding_for("healed", title, step=first.step, epoch=first.epoch, evidence=evidence, fixes=[
+        Fix("find_nonfinite_source",
+            "The skip hid the cause, it did not remove it: the non-finite-gradient finding names where the "
+            "first NaN/Inf came from; fix that batch or operation (or clip the gradients) so no step needs skipping.",
+            {"steps": steps[:SHOWN_STEPS]}),
+    ])
+
+
+def _rolled_back(tl: Timeline, event: Event) -> Finding:
+    data = event.data
+    lr_before, lr_after = data.get("lr_before"), data.get("lr_after")
+    lrs = f" and lowered the learning rate {lr_before:g} -> {lr_after:g}" if _numbers(lr_before, lr_after) else ""
+    title = (f"--heal rolled back at step {event.step} to the copy of step {data.get('to_step')}{lrs}: "
+             f"{data.get('before', 'the loss was non-finite')}")
+    fixes = []
+    if isinstance(lr_after, float):
+        location = at_source(tl, "optimizer", "lr", f"{lr_after:g}", position=1)
+        snippet = textwrap.dedent(location["after"]).strip() if location else None
+        fixes.append(Fix("lower_learning_rate",
+                         f"Start at the learning rate the healed run went on with, {lr_after:g}: at {lr_before:g} "
+                         "the loss became non-finite.", {"lr": lr_after}, snippet, location=location))
+    return finding_for("healed", title, step=event.step, epoch=event.epoch, evidence=_evidence(event, data),
+                       fixes=fixes)
+
+
+def _numbers(*values: Any) -> bool:
+    return all(isinstance(v, (int, float)) for v in values)
