@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import EXAMPLES, run_script
 from tests.rules.timelines import make_timeline
-from torchdoctor.rules._fixes import argument_text, lower_learning_rate
+from torchdoctor.rules._edits import argument_text
+from torchdoctor.rules._fixes import lower_learning_rate
 
 
 def timeline(text: str, argv: list[str] | None = None):

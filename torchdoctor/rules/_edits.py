@@ -30,18 +30,36 @@ def set_keyword(statement: str, name: str, value: str, position: int | None = No
     def at(lineno: int, col: int) -> int:
         return _index(statement, offsets, lineno - shift, col)
 
-    for kw in call.keywords:
-        if kw.arg == name:
-            return _splice(statement, at(kw.value.lineno, kw.value.col_offset),
-                           at(kw.value.end_lineno or kw.value.lineno, kw.value.end_col_offset or 0), value)
-    starred = [i for i, a in enumerate(call.args) if isinstance(a, ast.Starred)]
-    if position is not None and position < len(call.args) and not [i for i in starred if i <= position]:
-        arg = call.args[position]
+    arg = _argument(call, name, position)
+    if arg is not None:
         return _splice(statement, at(arg.lineno, arg.col_offset),
                        at(arg.end_lineno or arg.lineno, arg.end_col_offset or 0), value)
-    if starred or any(kw.arg is None for kw in call.keywords):
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(kw.arg is None for kw in call.keywords):
         return None
     return _append(statement, call, at, f"{name}={value}")
+
+
+def argument_text(statement: str, name: str, position: int | None = None) -> str | None:
+    """The source text of the value the statement's call passes as `name` (the keyword, else the
+    positional at `position`); None when the statement is no such call or does not pass it."""
+    body, shift = _parse(statement)
+    if body is None or len(body) != 1:
+        return None
+    call = _call_of(body[0])
+    value = _argument(call, name, position) if call is not None else None
+    if value is None:
+        return None
+    return ast.get_source_segment("if True:\n" + statement if shift else statement, value)
+
+
+def _argument(call: ast.Call, name: str, position: int | None) -> ast.expr | None:
+    """The value the call passes as `name`: its keyword, else its positional at `position` when
+    no `*args` comes before it (which would shift the positions)."""
+    value = next((kw.value for kw in call.keywords if kw.arg == name), None)
+    if value is None and position is not None and position < len(call.args):
+        if not any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
+            value = call.args[position]
+    return value
 
 
 def _parse(statement: str) -> tuple[list[ast.stmt] | None, int]:

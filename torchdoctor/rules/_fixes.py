@@ -8,7 +8,7 @@ from textwrap import dedent
 from ..findings import Fix
 from ..formatting import fmt
 from ..timeline import Timeline
-from ._edits import _call_of, _parse, set_keyword
+from ._edits import argument_text, set_keyword
 from ._numbers import median, nice
 
 # A learning rate that trains with each optimizer (torch.optim's defaults; for SGD, which has no
@@ -39,27 +39,9 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
         "lower_learning_rate",
         text,
         {"lr": new, "current_lr": lr},
-        dedent(location["after"]) if location else f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
+        located_snippet(location) if location else f"optimizer = torch.optim.{opt}(model.parameters(), lr={new:g})",
         location,
     )
-
-
-def argument_text(statement: str, name: str, position: int | None = None) -> str | None:
-    """The source text of the value the statement's call passes as `name` (the keyword, else the
-    positional at `position`); None when the statement is no such call or does not pass it. Pure."""
-    body, shift = _parse(statement)
-    if body is None or len(body) != 1:
-        return None
-    call = _call_of(body[0])
-    if call is None:
-        return None
-    value = next((kw.value for kw in call.keywords if kw.arg == name), None)
-    if value is None and position is not None and position < len(call.args):
-        if not any(isinstance(a, ast.Starred) for a in call.args[: position + 1]):
-            value = call.args[position]
-    if value is None:
-        return None
-    return ast.get_source_segment("if True:\n" + statement if shift else statement, value)
 
 
 def _from_a_setting(tl: Timeline, statement: str, name: str, new: str, position: int | None = None) -> str:
@@ -113,6 +95,11 @@ def at_source(tl: Timeline, site: str, name: str, value: str, position: int | No
 
 
 BLOWN_UP = 10.0  # a step whose loss is this many times the run's first is no healthy step
+
+
+def located_snippet(location: dict) -> str:
+    """The snippet of a fix that carries its location: the user's line as rewritten, unindented."""
+    return dedent(location["after"]).strip()
 
 
 def healthy_steps(tl: Timeline, until_step: int | None) -> list[tuple[int, float]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import textwrap
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
 from ._edits import set_keyword
-from ._fixes import at_source
+from ._fixes import at_source, located_snippet
 from .base import Param, finding_for, rule
 
 
@@ -21,7 +20,7 @@ def located(fix: Fix, location: dict | None, extra: dict[str, str]) -> Fix:
         for name, value in extra.items():
             after = set_keyword(after, name, value) or after
         fix.location = {**location, "after": after}
-        fix.snippet = textwrap.dedent(after).strip()
+        fix.snippet = located_snippet(fix.location)
     return fix
 
 

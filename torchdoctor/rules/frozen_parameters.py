@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import textwrap
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
-from ._fixes import at_source
+from ._fixes import at_source, located_snippet
 from .base import finding_for, rule
 
 
@@ -46,7 +45,7 @@ def frozen_parameters(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             optimize = Fix("optimize_all_parameters",
                            "If they should train: give the optimizer every trainable parameter (a lower learning "
                            "rate for a pretrained part goes in its own parameter group).",
-                           {"params": len(names)}, textwrap.dedent(location["after"]).strip(), location=location)
+                           {"params": len(names)}, located_snippet(location), location=location)
         else:
             optimizer = tl.optimizer_name() or "SGD"
             lr = tl.optimizer_hparams.get("lr")

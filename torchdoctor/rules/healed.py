@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Event, Timeline
-from ._fixes import at_source
+from ._fixes import at_source, located_snippet
 from .base import finding_for, rule
 
 SHOWN_STEPS = 20
@@ -88,7 +87,7 @@ def _rolled_back(tl: Timeline, event: Event) -> Finding:
     fixes = []
     if isinstance(lr_after, float):
         location = at_source(tl, "optimizer", "lr", f"{lr_after:g}", position=1)
-        snippet = textwrap.dedent(location["after"]).strip() if location else None
+        snippet = located_snippet(location) if location else None
         fixes.append(Fix("lower_learning_rate",
                          f"Start at the learning rate the healed run went on with, {lr_after:g}: at {lr_before:g} "
                          "the loss became non-finite.", {"lr": lr_after}, snippet, location=location))

@@ -6,14 +6,13 @@ exited or stayed silent are decided in ranks.py (rank 0 calls it when it merges 
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Iterator
 from typing import Any
 
 from ..findings import Finding, Fix, Severity
 from ..timeline import Timeline
 from ._failures import classify, failures, oom_facts
-from ._fixes import at_source
+from ._fixes import at_source, located_snippet
 from ._vision_crashes import VISION_EXPLAIN, refine
 from .base import Param, finding_for, rule
 
@@ -106,7 +105,7 @@ def _linear(tl: Timeline, data: dict[str, Any]) -> tuple[str, list[Fix]]:
         what = f"a Linear(in_features={wanted}) got {features} features (input {shape})"
         # The script's own line that built the Linear, rewritten (issue 17): `self.fc1 = nn.Linear(...)`.
         location = at_source(tl, "failed_layer", "in_features", str(features), position=0)
-        snippet = textwrap.dedent(location["after"]).strip() if location else f"nn.Linear({features}, {out})"
+        snippet = located_snippet(location) if location else f"nn.Linear({features}, {out})"
         fixes.append(Fix("fix_in_features", f"Give the Linear in_features={features}, what its input has.",
                          {"in_features": features}, snippet, location=location))
     return what, fixes
