@@ -256,3 +256,91 @@ def test_the_loader_fix_is_the_scripts_own_dataloader_line():
     workers = fix.params["num_workers"]
     assert fix.location["after"].strip() == (f"loader = DataLoader(dataset, batch_size=16, shuffle=True, "
                                              f"num_workers={workers}, persistent_workers=True)")
+
+
+VALIDATES_IN_TRAIN_MODE = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 16), torch.randint(0, 3, (256,))
+net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
+opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+for epoch in range(4):
+    for i in range(0, 192, 32):
+        opt.zero_grad()
+        F.cross_entropy(net(x[i:i + 32]), y[i:i + 32]).backward()
+        opt.step()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(192, 256, 32):
+            total += F.cross_entropy(net(x[i:i + 32]), y[i:i + 32]).item()
+"""
+
+
+def test_eval_mode_fix_wraps_the_scripts_own_validation_block(write_script):
+    path = write_script(VALIDATES_IN_TRAIN_MODE)
+    report = run_script(path).report
+    fix = report.by_code("eval_mode_missing").fixes[0]
+    assert fix.location is not None and fix.location["line"] == 15
+    assert fix.location["before"].startswith("    with torch.no_grad():")
+    after = fix.location["after"].splitlines()
+    assert after[0] == "    net.eval()" and after[-1] == "    net.train()"  # the script's own name, its indent
+    diff = unified_diff(report, path.parent)
+    assert "+    net.eval()\n     with torch.no_grad():" in diff and "+    net.train()" in diff
+
+
+def test_replace_layer_keeps_the_place_and_prefix():
+    from torchdoctor.rules._edits import replace_layer
+
+    statement = ("model = nn.Sequential(\n    nn.Linear(4, 8), nn.Sigmoid(),\n"
+                 "    nn.Linear(8, 3), nn.Softmax(dim=1),  # p\n)")
+    assert replace_layer(statement, "Softmax") == statement.replace("nn.Softmax(dim=1)", "nn.Identity()")
+    # the last Sigmoid is the output layer: a hidden one stays
+    assert replace_layer("net = nn.Sequential(nn.Sigmoid(), nn.Linear(2, 1), nn.Sigmoid())", "Sigmoid") == \
+        "net = nn.Sequential(nn.Sigmoid(), nn.Linear(2, 1), nn.Identity())"
+    assert replace_layer("        self.out = torch.nn.Sigmoid()", "Sigmoid") == "        self.out = torch.nn.Identity()"
+    assert replace_layer("model = make_model()", "Softmax") is None
+
+
+def test_unwrap_call_gives_the_loss_the_tensor_inside():
+    from torchdoctor.rules._edits import unwrap_call
+
+    assert unwrap_call("    loss = criterion(F.softmax(model(x), dim=1), y)", "softmax") == \
+        "    loss = criterion(model(x), y)"
+    assert unwrap_call("loss = F.cross_entropy(logits.softmax(dim=1), y)", "softmax") == \
+        "loss = F.cross_entropy(logits, y)"
+    assert unwrap_call("loss = bce(torch.sigmoid(out).squeeze(1), y)", "sigmoid") == "loss = bce(out.squeeze(1), y)"
+    assert unwrap_call("loss = criterion(model(x), y)", "softmax") is None
+
+
+SOFTMAX_IN_THE_LOSS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+x, y = torch.randn(256, 16), torch.randint(0, 4, (256,))
+net = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+for epoch in range(3):
+    for i in range(0, 256, 32):
+        opt.zero_grad()
+        loss = F.cross_entropy(F.softmax(net(x[i:i + 32]), dim=1), y[i:i + 32])
+        loss.backward()
+        opt.step()
+"""
+
+SOFTMAX_LAYER = SOFTMAX_IN_THE_LOSS.replace(
+    "nn.Linear(32, 4))", "nn.Linear(32, 4), nn.Softmax(dim=1))").replace(
+    "F.softmax(net(x[i:i + 32]), dim=1)", "net(x[i:i + 32])")
+
+
+def test_double_softmax_fix_rewrites_the_loss_call_or_the_output_layer(write_script):
+    fix = run_script(write_script(SOFTMAX_IN_THE_LOSS)).report.by_code("double_softmax").fixes[0]
+    assert fix.location["line"] == 12
+    assert fix.location["after"] == "        loss = F.cross_entropy(net(x[i:i + 32]), y[i:i + 32])"
+    fix = run_script(write_script(SOFTMAX_LAYER, "layer.py")).report.by_code("double_softmax").fixes[0]
+    assert fix.location["line"] == 7 and fix.location["after"].endswith("nn.Linear(32, 4), nn.Identity())")
+    assert fix.snippet == fix.location["after"]

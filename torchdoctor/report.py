@@ -73,9 +73,10 @@ def default_view(findings: Sequence[T], severity: Callable[[T], Severity | None]
     """(shown, hidden): what both the terminal and the HTML show unasked, and what only -v (or the
     HTML's toggle) shows. Shown: the problems (is_problem) and the causes they name, even an info
     one, and what --heal did (ALWAYS_SHOWN); hidden: every other finding (info findings on their
-    own). Works on Findings and on the JSON's finding dicts, so a saved report is shown as the live
-    one was."""
-    keep = {id(f) for f in findings if code(f) in ALWAYS_SHOWN}
+    own) with the findings it answered (lowered to info by rules/healed.settle, evidence
+    `healed_in_flight`). Works on Findings and on the JSON's finding dicts, so a saved report is
+    shown as the live one was."""
+    keep = {id(f) for f in findings if code(f) in ALWAYS_SHOWN or _healed_in_flight(f)}
     for f in findings:
         level = severity(f)
         if level is None or not is_problem(level) or id(f) in keep:
@@ -86,6 +87,11 @@ def default_view(findings: Sequence[T], severity: Callable[[T], Severity | None]
             keep.add(id(cause))
             cause = cause_in(findings, cause, code, caused_by)
     return [f for f in findings if id(f) in keep], [f for f in findings if id(f) not in keep]
+
+
+def _healed_in_flight(finding: Any) -> bool:
+    evidence = finding.get("evidence") if isinstance(finding, dict) else getattr(finding, "evidence", None)
+    return isinstance(evidence, dict) and bool(evidence.get("healed_in_flight"))
 
 
 def saved_view(findings: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -25,16 +25,19 @@ def eight_cpus(monkeypatch):
 
 def loader_run(batches: int = 100, wait_ms: float = 10.0, compute_ms: float = 4.0, num_workers: int = 0,
                device: str = "cpu", epochs: int | None = 1, dataset: str = "ImageFolder",
-               pin_memory: bool = False) -> Timeline:
+               pin_memory: bool = False, cpu_share: float | None = None) -> Timeline:
     """A run over one training DataLoader ("loader 1") as the recorder leaves it: the batches it
     yielded, the seconds spent inside next(iterator), its settings, the training time from the
-    first batch to the last step (waiting plus computing), on a machine of 8 cores."""
+    first batch to the last step (waiting plus computing), on a machine of 8 cores. `cpu_share`:
+    the CPU time of the waits over their wall time (None: not measured, an older timeline)."""
     tl = make_timeline([1.0] * batches)
     tl.run.device, tl.run.epochs = device, epochs
     tl.run.cpu_count = CPUS  # the cores of the machine that trained
     habits = tl.habits
     habits.loaders["loader 1"] = {"batches": batches, "wait_s": batches * wait_ms / 1e3, "num_workers": num_workers,
                                   "pin_memory": pin_memory, "batch_size": 64, "dataset": dataset}
+    if cpu_share is not None:
+        habits.loaders["loader 1"]["wait_cpu_s"] = cpu_share * habits.loaders["loader 1"]["wait_s"]
     habits.train_loader = "loader 1"
     habits.train_time_s = batches * (wait_ms + compute_ms) / 1e3
     return tl
@@ -57,13 +60,25 @@ def test_a_slow_dataset_without_workers_is_found_with_the_workers_to_use():
 def test_on_a_gpu_over_epochs_the_fix_pins_memory_and_keeps_the_workers():
     (finding,) = findings("dataloader_bottleneck", loader_run(device="cuda:0", epochs=3))
     fix = finding.fixes[0]
-    assert fix.params == {"num_workers": 4, "pin_memory": True}
+    assert fix.params == {"num_workers": 4, "pin_memory": True, "persistent_workers": True}
     assert "num_workers=4, pin_memory=True, persistent_workers=True)" in fix.snippet
 
 
 def test_the_workers_are_capped_at_the_cpu_count():
     (finding,) = findings("dataloader_bottleneck", loader_run(wait_ms=50.0, compute_ms=2.0))
     assert finding.fixes[0].params["num_workers"] == CPUS  # 26 would keep up; 8 cores are all there is
+    (finding,) = findings("dataloader_bottleneck", loader_run(wait_ms=50.0, compute_ms=2.0, cpu_share=0.9))
+    assert finding.fixes[0].params["num_workers"] == CPUS and not finding.evidence["waits_on_io"]
+
+
+def test_a_loader_waiting_on_io_gets_more_workers_than_cpus():
+    # 50 ms per batch of which 5 ms on the CPU: the items wait on disk or network, which workers overlap
+    (finding,) = findings("dataloader_bottleneck", loader_run(wait_ms=50.0, compute_ms=5.0, cpu_share=0.1))
+    fix = finding.fixes[0]
+    assert finding.evidence["waits_on_io"] and fix.params["num_workers"] == 11  # ceil(50 / 5) + 1
+    assert "more than the 8 CPUs" in fix.text
+    (finding,) = findings("dataloader_bottleneck", loader_run(wait_ms=200.0, compute_ms=2.0, cpu_share=0.0))
+    assert finding.fixes[0].params["num_workers"] == 16  # max_io_workers
 
 
 def test_too_few_workers_are_doubled():

@@ -78,3 +78,54 @@ def test_the_rollback_fix_rewrites_the_users_optimizer_line_when_it_was_recorded
     (fix,) = f.fixes
     assert fix.location is not None and fix.location["line"] == 12
     assert fix.location["after"] == "optimizer = optim.SGD(model.parameters(), lr=0.3, momentum=0.9)"
+
+
+def clip(step: int, norm: float = 500.0, median: float = 5.0) -> Event:
+    return Event("healed", step, 0, {"action": "clip", "step": step, "max_norm": 2 * median, "grad_norm": norm,
+                                     "median": median, "before": f"gradient norm {norm}", "after": "clipped"})
+
+
+def test_clipped_steps_in_a_row_are_one_finding_with_the_max_norm_to_clip_at():
+    tl = make_timeline([1.0] * 12)
+    tl.events += [clip(5, 400.0), clip(6, 900.0), clip(7, 300.0)]
+    (f,) = findings("healed", tl)
+    assert f.severity is Severity.INFO and f.evidence["steps"] == [5, 6, 7] and f.evidence["peak_grad_norm"] == 900.0
+    assert "max_norm 10" in f.title and "steps 5-7 (3 steps)" in f.title and "180x" in f.title
+    assert f.fixes[0].action == "clip_gradients" and f.fixes[0].params == {"max_norm": 10.0}
+
+
+def nan_finding(tl: Timeline):  # noqa: ARG001
+    from torchdoctor.findings import Finding
+
+    return Finding("nonfinite_loss", Severity.CRITICAL, "Loss became nan at step 5", step=5)
+
+
+def test_a_finding_heal_answered_in_a_run_that_went_on_finite_is_lowered_to_info_and_kept_in_view():
+    from torchdoctor.report import default_view
+    from torchdoctor.rules.healed import settle
+
+    losses = [1.0] * 5 + [float("nan")] + [0.9] * 6
+    tl = make_timeline([1.0] * 12, losses)
+    tl.events.append(skip(5))
+    (f,) = settle([nan_finding(tl)], tl)
+    assert f.severity is Severity.INFO and f.evidence["healed_in_flight"] is True
+    assert f.evidence["severity_without_heal"] == "critical" and "healed in flight" in f.title
+    shown, hidden = default_view([f], lambda x: x.severity, lambda x: x.code, lambda x: x.caused_by)
+    assert shown == [f] and hidden == []
+    saved = default_view([f.to_dict()], lambda x: Severity.parse(x["severity"]), lambda x: x["code"],
+                         lambda x: x["caused_by"])
+    assert len(saved[0]) == 1
+
+
+def test_a_run_heal_did_not_save_keeps_its_findings_as_they_were():
+    from torchdoctor.rules.healed import settle
+
+    tl = make_timeline([1.0] * 12, [1.0] * 5 + [float("nan")] * 7)  # skipped, and still NaN to the end
+    tl.events.append(skip(5))
+    (f,) = settle([nan_finding(tl)], tl)
+    assert f.severity is Severity.CRITICAL and "healed_in_flight" not in f.evidence
+    # a finding no intervention answers is never lowered
+    tl = make_timeline([1.0] * 12, [1.0] * 5 + [float("nan")] + [0.9] * 6)
+    tl.events.append(clip(5))
+    (f,) = settle([nan_finding(tl)], tl)
+    assert f.severity is Severity.CRITICAL

@@ -37,7 +37,7 @@ def test_a_hidden_tanh_pinned_at_its_limits_is_found():
     assert finding.evidence["history"] == [[1, 0.801], [5, 0.805], [10, 0.81], [20, 0.82], [50, 0.85]]
     assert "85% of the outputs of 2 (Tanh)" in finding.title
     norm, init, activation = finding.fixes
-    assert norm.action == "add_normalization" and norm.params == {"module": "2"}
+    assert norm.action == "add_normalization" and norm.params == {"module": "2", "modules": ["2"]}
     assert "nn.LayerNorm(d), nn.Tanh()" in norm.snippet
     assert init.action == "change_initialization" and init.params == {"init": "xavier_uniform_"}
     assert 'calculate_gain("tanh")' in init.snippet

@@ -38,23 +38,33 @@ class _Check:
     epoch: int | None
     loss: float | None
     nonfinite: list[str]
+    grad_norm: float | None = None
 
 
 class Healer:
-    """Skips steps with non-finite gradients; after `patience` bad steps in a row (a non-finite
-    loss or non-finite gradients), restores the last good copy (refreshed every `every` steps, after a finite loss) and
-    divides every param group's learning rate by `factor`.
+    """Skips steps with non-finite gradients; clips a gradient norm more than `spike` times the
+    median of the last good steps' at `clip_at` times that median; after `patience` bad steps in a
+    row (a non-finite loss or non-finite gradients, or a loss above `climb` times the first one:
+    a run climbing away), restores the last good copy (refreshed every `every` good steps)
+    and divides every param group's learning rate by `factor`.
 
     `Healer(timeline, errors).install()` after the probes are installed, `.remove()` before they
     are removed. `errors` gets the healer's own failures (they never reach the script)."""
 
     def __init__(self, timeline: Timeline, errors: Errors | None = None, *, every: int = 50,
-                 patience: int = 3, factor: float = 10.0) -> None:
+                 patience: int = 3, factor: float = 10.0, spike: float = 10.0, clip_at: float = 2.0,
+                 climb: float = 4.0, window: int = 20) -> None:
         self.timeline = timeline
         self.errors = errors
         self.every = every
         self.patience = patience
         self.factor = factor
+        self.spike = spike
+        self.clip_at = clip_at
+        self.climb = climb
+        self.norms: dict[int, list[float]] = {}  # the last `window` good steps' gradient norms, per optimizer
+        self.window = window
+        self.first_losses: dict[int, float] = {}  # the first finite loss, per optimizer
         self.handle: Any = None
         self.snapshots: dict[int, Snapshot] = {}
         self.bad_losses: dict[int, int] = {}  # consecutive bad steps, per optimizer
@@ -86,10 +96,12 @@ class Healer:
         finite_loss = check.loss is not None and math.isfinite(check.loss)
         # A bad step: its loss or its gradients non-finite (a loss so large that only its gradients
         # overflow would otherwise be skipped forever, the weights never changing).
-        bad = bool(check.nonfinite) or (check.loss is not None and not finite_loss)
+        climbing = finite_loss and self._climbing(key, check.loss)
+        bad = bool(check.nonfinite) or (check.loss is not None and not finite_loss) or climbing
         self.bad_losses[key] = self.bad_losses.get(key, 0) + 1 if bad else 0
         if self.bad_losses[key] >= self.patience and key in self.snapshots:
-            self._rollback(optimizer, check)
+            self._rollback(optimizer, check, "a loss above {climb:g}x its start" if climbing else
+                           "loss or gradients non-finite")
             self.bad_losses[key] = 0
             return
         if check.nonfinite:
@@ -99,11 +111,42 @@ class Healer:
                                  "nonfinite_count": len(check.nonfinite),
                                  "before": "non-finite gradients", "after": "step skipped"})
             return
+        if self._clip(optimizer, check) or climbing:
+            return  # not a good step: no copy of it is kept
         held = self.snapshots.get(key)
         if finite_loss and (held is None or check.step - held.step >= self.every):
             self.snapshots[key] = Snapshot(optimizer, check.step)
 
-    def _rollback(self, optimizer: torch.optim.Optimizer, check: _Check) -> None:
+    def _climbing(self, key: int, loss: float) -> bool:
+        """The loss above `climb` times the optimizer's first finite loss (a learning rate far too
+        high has blown the loss up within a step or two, so later losses are no baseline)."""
+        start = self.first_losses.get(key)
+        if start is None:
+            self.first_losses[key] = loss
+            return False
+        return start > 0 and loss > self.climb * start
+
+    def _clip(self, optimizer: torch.optim.Optimizer, check: _Check) -> bool:
+        """Clip a spike: a gradient norm `spike` times the recent good steps' median or more is cut
+        to `clip_at` times that median. True when it clipped."""
+        norm = check.grad_norm
+        if norm is None or not math.isfinite(norm):
+            return False
+        recent = self.norms.setdefault(id(optimizer), [])
+        median = sorted(recent)[len(recent) // 2] if len(recent) >= 5 else None
+        if median is None or median <= 0 or norm < self.spike * median:
+            recent.append(norm)
+            del recent[: -self.window]
+            return False
+        max_norm = self.clip_at * median
+        torch.nn.utils.clip_grad_norm_(list(params_of(optimizer)), max_norm)
+        self._record(check, {"action": "clip", "step": check.step, "max_norm": max_norm, "grad_norm": norm,
+                             "median": median,
+                             "before": f"gradient norm {norm:.4g} ({norm / median:.0f}x the recent median)",
+                             "after": f"clipped at max_norm {max_norm:.4g}"})
+        return True
+
+    def _rollback(self, optimizer: torch.optim.Optimizer, check: _Check, why: str) -> None:
         snapshot = self.snapshots[id(optimizer)]
         # the lr that diverged, not the copy's: a second rollback to the same copy lowers it again
         lrs_before = [_lr(group) for group in optimizer.param_groups]
@@ -117,7 +160,7 @@ class Healer:
         lrs_after = [_lr(group) for group in optimizer.param_groups]
         self._record(check, {"action": "rollback", "step": check.step, "to_step": snapshot.step,
                              "lr_before": lrs_before[0], "lr_after": lrs_after[0],
-                             "before": f"loss or gradients non-finite for {self.patience} steps in a row",
+                             "before": f"{why.format(climb=self.climb)} for {self.patience} steps in a row",
                              "after": f"weights and optimizer state of step {snapshot.step}, lr / {self.factor:g}"})
 
     # -- what the step showed -----------------------------------------------------------------------
@@ -126,7 +169,7 @@ class Healer:
         record = self.timeline.steps[-1] if self.timeline.steps else None
         if record is not None and record is not self._seen:
             self._seen = record
-            return _Check(record.step, record.epoch, record.loss, list(record.nonfinite_grads))
+            return _Check(record.step, record.epoch, record.loss, list(record.nonfinite_grads), record.grad_norm)
         key = id(optimizer)
         self.calls[key] = self.calls.get(key, 0) + 1
         step = record.step if record is not None else self.calls[key] - 1

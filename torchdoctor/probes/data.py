@@ -40,9 +40,9 @@ class DataProbe:
 
         @functools.wraps(original_next)
         def __next__(it: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             batch = original_next(it)
-            recorder.on_batch(getattr(it, _OWNER, None), batch, time.perf_counter() - start)
+            recorder.on_batch(getattr(it, _OWNER, None), batch, time.perf_counter() - start, time.thread_time() - cpu)
             return batch
 
         self.saved = [(DataLoader, "__iter__", original_iter), (_BaseDataLoaderIter, "__next__", original_next)]

@@ -1,4 +1,5 @@
-"""Where in the user's code the optimizer was built, so a fix can name that line and rewrite it.
+"""Where in the user's code the optimizer was built, so a fix can name that line and rewrite it;
+likewise the layers, the DataLoaders, the training loss call and an evaluation's block.
 
 `torch.optim.Optimizer.__init__` is wrapped while the run is watched: at construction only (never on
 a step), the stack is walked to the first frame outside torch and torchdoctor and the whole
@@ -31,8 +32,10 @@ _LIBRARY_DIRS = tuple(os.path.dirname(os.path.abspath(f)) + os.sep
                       for f in (torch.__file__, os.path.dirname(os.path.abspath(__file__)), os.__file__))
 
 
-# The layers a fix rewrites the arguments of (in_features, in_channels, num_classes).
-SITED_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+# The layers a fix rewrites the arguments of (in_features, in_channels, num_classes), and the output
+# activations a fix replaces (a Softmax before CrossEntropyLoss, a Sigmoid before BCEWithLogitsLoss).
+SITED_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Softmax,
+                torch.nn.Sigmoid)
 MAX_LAYER_SITES = 4096
 
 
@@ -59,12 +62,14 @@ class SourceProbe:
         torch.optim.Optimizer.__init__ = _wrap_init(original, self)  # type: ignore[method-assign]
         self.handle = register_optimizer_step_pre_hook(self._pre)
         for cls in (*SITED_LAYERS, torch.utils.data.DataLoader):
-            init = cls.__dict__["__init__"]
-            self.saved_layers.append((cls, init))
-            cls.__init__ = _wrap_layer_init(init, self)  # type: ignore[method-assign]
+            own = cls.__dict__.get("__init__")  # nn.Sigmoid has none of its own: Module's is wrapped for it
+            self.saved_layers.append((cls, own))
+            cls.__init__ = _wrap_layer_init(own or cls.__init__, self)  # type: ignore[method-assign]
         if self.recorder is not None:
             self.recorder.shared.layer_sites = self.layer_sites
             self.recorder.shared.loader_sites = self.loader_sites
+            self.recorder.shared.evaluation_site = self.evaluation_site
+            self.recorder.shared.call_site = self.site
 
     def remove(self) -> None:
         if self.saved is not None:
@@ -74,7 +79,10 @@ class SourceProbe:
             self.handle.remove()
             self.handle = None
         for cls, init in self.saved_layers:
-            cls.__init__ = init  # type: ignore[method-assign]
+            if init is None:
+                del cls.__init__
+            else:
+                cls.__init__ = init  # type: ignore[method-assign]
         self.saved_layers = []
         self.sites.clear()
 
@@ -114,6 +122,39 @@ class SourceProbe:
                 return None
             frame = frame.f_back  # type: ignore[assignment]
         return None
+
+    def evaluation_site(self) -> dict[str, Any] | None:
+        """The block of the user's code that runs an evaluation, seen from inside one of its
+        forwards: the nearest enclosing `with torch.no_grad()` / `inference_mode()` statement, else
+        the nearest enclosing `for` loop, all its lines (`indent`: its first line's). None without
+        source or outside any such block. Called once per run (the first evaluation in train())."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            path = os.path.abspath(name)
+            if not path.startswith(_LIBRARY_DIRS) and "-packages" + os.sep not in path:
+                return self._block(name, path, frame.f_lineno)
+            frame = frame.f_back  # type: ignore[assignment]
+        return None
+
+    def _block(self, name: str, path: str, line: int) -> dict[str, Any] | None:
+        lines = linecache.getlines(name)
+        try:
+            tree = ast.parse("".join(lines))
+        except (SyntaxError, ValueError):
+            return None
+        around = [n for n in ast.walk(tree) if isinstance(n, (ast.With, ast.For))
+                  and n.lineno <= line <= (n.end_lineno or n.lineno)]
+        grad_off = [n for n in around if isinstance(n, ast.With) and any(
+            "no_grad" in ast.unparse(item.context_expr) or "inference_mode" in ast.unparse(item.context_expr)
+            for item in n.items)]
+        chosen = max(grad_off or [n for n in around if isinstance(n, ast.For)], key=lambda n: n.lineno, default=None)
+        if chosen is None:
+            return None
+        first, last = chosen.lineno, chosen.end_lineno or chosen.lineno
+        text = "".join(lines[first - 1:last]).rstrip("\r\n")
+        return {"file": path, "line": first, "end_line": last, "text": text,
+                "indent": lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]}
 
     def statement(self, name: str, path: str, line: int) -> dict[str, Any] | None:
         """The simple statement spanning `line` in the file, all its lines; None without source."""

@@ -144,6 +144,7 @@ class Recorder:
             return
         if not state.order_done:
             self.models.finish(state, args)
+            self._note_output_layer(state)
         self.latest.call = (module, args, kwargs)
         self.evaluation.mode_noted = False
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
@@ -182,9 +183,26 @@ class Recorder:
             if self.timeline.train_loss_fn is None:
                 self.timeline.train_loss_fn = name
                 self.timeline.prior = loss_prior(name, args, kwargs)
+                site = self.shared.call_site() if self.shared.call_site is not None else None
+                if site is not None:
+                    self.timeline.sources["loss"] = site  # the loss call a fix to its input rewrites
             self.sampling.on_training_loss(name, args, kwargs, self.step)
             return
         self.evaluation.on_loss(name, args, kwargs, out, model, self.step)
+
+    def _note_output_layer(self, state: Any) -> None:
+        """Where the script built the first model's last module when that is a Softmax or a Sigmoid:
+        the line double_softmax / double_sigmoid rewrite."""
+        info, sites = state.info, self.shared.layer_sites
+        if info is None or not info.module_types or sites is None or "output_layer" in self.timeline.sources:
+            return
+        name, kind = list(info.module_types.items())[-1]
+        if kind not in ("Softmax", "Sigmoid"):
+            return
+        layer = next((m for m in state.module.modules() if state.module_names.get(id(m)) == name), None)
+        site = sites.get(layer) if layer is not None else None
+        if site is not None:
+            self.timeline.sources["output_layer"] = {**site, "module": name, "type": kind}
 
     def _model_computed_loss(self) -> None:
         """A model returned its losses as a dict: the loss calls inside its forward were its parts;
@@ -246,8 +264,8 @@ class Recorder:
         return count
 
     @guarded
-    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float = 0.0) -> None:
-        self.loaders.on_batch(owner, batch, wait_s)
+    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float = 0.0, cpu_s: float = 0.0) -> None:
+        self.loaders.on_batch(owner, batch, wait_s, cpu_s)
 
     # -- the end ------------------------------------------------------------------------------
     @guarded

@@ -267,6 +267,10 @@ class Evaluation:
             habits.eval_in_train_mode_step = step
             state = self.models.roots.get(id(model))
             habits.eval_model = state.module_names.get(id(model)) if state is not None else type(model).__name__
+            find = self.shared.evaluation_site
+            site = find() if find is not None else None
+            if site is not None:
+                self.timeline.sources["evaluation"] = site  # where eval_mode_missing's fix goes
 
     def drain(self) -> None:
         self.tracker.close()

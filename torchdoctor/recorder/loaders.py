@@ -16,7 +16,9 @@ class Loaders:
         self.refs: dict[int, weakref.ref] = {}  # id(loader) -> the loader, weakly
         self.names: dict[int, str] = {}  # id(loader) -> "loader 2", in order of first use
         self.settings: dict[int, dict[str, Any]] = {}
-        self.waits: dict[int, list] = {}  # loader id -> [batches, seconds waited]
+        # loader id -> [batches, seconds waited, CPU seconds in the waits, seconds of worker start-up]
+        self.waits: dict[int, list] = {}
+        self.passes_waited: set[tuple[int, int]] = set()  # (loader, pass) whose first batch came
         self.train_loader: int | None = None
         self.last_batch: Any = None  # by reference: a NaN is traced back to it
         self.last_batch_loader: int | None = None
@@ -45,11 +47,18 @@ class Loaders:
                 pass
         return count
 
-    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float) -> None:
+    def on_batch(self, owner: tuple[int, int] | None, batch: Any, wait_s: float, cpu_s: float = 0.0) -> None:
+        """`cpu_s`: the CPU time this thread spent inside the wait. Far below the wait, the
+        loading waited on something else (files, the network, a sleep): more workers than CPUs help."""
         if owner is not None:
-            stats = self.waits.setdefault(owner[0], [0, 0.0])
+            stats = self.waits.setdefault(owner[0], [0, 0.0, 0.0, 0.0])
             stats[0] += 1
             stats[1] += wait_s
+            stats[2] += cpu_s
+            if owner not in self.passes_waited:
+                self.passes_waited.add(owner)
+                if self.settings.get(owner[0], {}).get("num_workers"):
+                    stats[3] += wait_s  # a pass's first batch with workers: they started (or restarted) first
             if self.first_batch_time is None:
                 self.first_batch_time = time.perf_counter() - wait_s
         self.last_batch = batch
@@ -106,10 +115,11 @@ class Loaders:
 
     def write(self, habits: Habits, last_step_time: float | None) -> None:
         """What the loaders did, into the timeline (at the end of the run)."""
-        for key, (batches, wait) in self.waits.items():
+        for key, (batches, wait, cpu, startup) in self.waits.items():
             name = self.names.get(key)
             if name is not None:
-                habits.loaders[name] = {"batches": batches, "wait_s": wait, **self.settings.get(key, {})}
+                habits.loaders[name] = {"batches": batches, "wait_s": wait, "wait_cpu_s": cpu,
+                                        "first_batch_wait_s": startup, **self.settings.get(key, {})}
         habits.train_loader = self.names.get(self.train_loader) if self.train_loader is not None else None
         if self.first_batch_time is not None and last_step_time is not None:
             habits.train_time_s = max(0.0, last_step_time - self.first_batch_time)

@@ -1,96 +1,52 @@
-"""The interventions `torchdoctor fix` installs for a re-run, one per fix action.
+"""Which fix `torchdoctor fix` can apply from outside the code, and how: one intervention per fix
+action, each a context manager that installs its change to PyTorch (a wrapped constructor, a
+global hook) on entry and removes it on exit, whatever the run did. Nothing touches the user's
+file; the change lives for one run of the script in this process.
 
-Each is a context manager: entering installs the change to PyTorch (a wrapped
-`Optimizer.__init__`, a global optimizer step pre-hook), leaving removes it, whatever the run did.
-Nothing touches the user's file; the change lives for one run of the script in this process.
+An action is applied only when the finding gave the numbers it needs: a `fix_loss_input` that
+names the module to drop can be applied, one that means "compute the loss from logits" in the
+user's own function cannot.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
+from . import loop_fixes, model_fixes, optimizer_fixes
 
+Intervention = Callable[[dict[str, Any]], contextlib.AbstractContextManager[None]]
 
-@contextlib.contextmanager
-def lower_learning_rate(params: dict[str, Any]) -> Iterator[None]:
-    """Every optimizer the script builds gets its learning rates scaled by lr / current_lr (the
-    rule's new value over the one it saw), right after `Optimizer.__init__`: the counted optimizer
-    ends at `lr`, other optimizers (a GAN's second) keep their ratio to it, and a scheduler built
-    afterwards reads the lowered value. Without `current_lr`, the first optimizer's first group's
-    rate stands for it. Param groups added later use the scaled `defaults`."""
-    new = float(params["lr"])
-    current = params.get("current_lr")
-    scale: list[float] = [new / float(current)] if current else []
-    original = torch.optim.Optimizer.__dict__["__init__"]
-
-    @functools.wraps(original)
-    def init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        if not scale:
-            first = _as_float(self.param_groups[0].get("lr")) if self.param_groups else None
-            if not first:
-                return
-            scale.append(new / first)
-        _scale_lr(self, scale[0])
-
-    torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.optim.Optimizer.__init__ = original  # type: ignore[method-assign]
-
-
-def _scale_lr(optimizer: torch.optim.Optimizer, factor: float) -> None:
-    for holder in [*optimizer.param_groups, optimizer.defaults]:
-        for key in ("lr", "initial_lr"):
-            value = holder.get(key)
-            if isinstance(value, torch.Tensor):
-                value.mul_(factor)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                holder[key] = value * factor
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor):
-        return float(value.item())
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-@contextlib.contextmanager
-def clip_gradients(params: dict[str, Any]) -> Iterator[None]:
-    """Clip the gradient norm of each optimizer's parameters at `max_norm` just before its step (a
-    global step pre-hook: registered before torchdoctor's probes, so they see the clipped norms).
-    Under GradScaler the gradients are already unscaled when the pre-hook runs."""
-    max_norm = float(params["max_norm"])
-
-    def pre(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-        if grads:
-            torch.nn.utils.clip_grad_norm_(grads, max_norm)
-
-    handle = register_optimizer_step_pre_hook(pre)
-    try:
-        yield
-    finally:
-        handle.remove()
-
-
-# action -> the intervention that applies it from outside the script, and the params it needs.
-SUPPORTED: dict[str, tuple[Callable[[dict[str, Any]], contextlib.AbstractContextManager[None]], tuple[str, ...]]] = {
-    "lower_learning_rate": (lower_learning_rate, ("lr",)),
-    "clip_gradients": (clip_gradients, ("max_norm",)),
+# action -> the intervention, and the params it needs (all of one of the alternatives).
+SUPPORTED: dict[str, tuple[Intervention, tuple[tuple[str, ...], ...]]] = {
+    "lower_learning_rate": (optimizer_fixes.set_learning_rate, (("lr",),)),
+    "raise_learning_rate": (optimizer_fixes.set_learning_rate, (("lr",),)),
+    "clip_gradients": (optimizer_fixes.clip_gradients, (("max_norm",),)),
+    "add_weight_decay": (optimizer_fixes.add_weight_decay, (("weight_decay",),)),
+    "call_zero_grad": (optimizer_fixes.call_zero_grad, ((),)),
+    "skip_nonfinite_steps": (optimizer_fixes.skip_nonfinite_steps, ((),)),
+    "optimize_all_parameters": (optimizer_fixes.optimize_all_parameters, ((),)),
+    "change_activation": (model_fixes.change_activation, (("modules", "with"), ("modules", "activation"))),
+    "add_normalization": (model_fixes.add_normalization, (("after",), ("modules",), ("module",))),
+    "fix_loss_input": (model_fixes.remove_module, (("module",),)),
+    "add_epsilon": (model_fixes.add_epsilon, (("eps", "after_module"),)),
+    "normalize_input": (model_fixes.normalize_input, (("mean", "std"),)),
+    "clean_input_data": (model_fixes.clean_input_data, ((),)),
+    "call_eval": (model_fixes.call_eval, ((),)),
+    "augment_data": (model_fixes.augment_data, (("padding",),)),
+    "add_dropout": (model_fixes.add_dropout, (("before",), ("modules",))),
+    "more_dataloader_workers": (loop_fixes.more_dataloader_workers, (("num_workers",),)),
+    "reduce_batch_size": (loop_fixes.reduce_batch_size, (("batch_size",),)),
+    "detach_logged_tensors": (loop_fixes.detach_logged_tensors, ((),)),
+    "early_stopping": (loop_fixes.early_stopping, (("step",),)),
 }
 
 
 def supported(action: str, params: dict[str, Any]) -> bool:
     """Whether `torchdoctor fix` can apply this fix from outside: a known action, its numbers there."""
     entry = SUPPORTED.get(action)
-    return entry is not None and all(params.get(name) is not None for name in entry[1])
+    return entry is not None and any(all(params.get(name) is not None for name in needs) for needs in entry[1])
 
 
 def intervention(action: str, params: dict[str, Any]) -> contextlib.AbstractContextManager[None]:

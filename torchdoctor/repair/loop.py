@@ -68,13 +68,15 @@ class _RandomState:
 
 def fix_script(target: Target, args: Sequence[str], config: Config | None = None, tries: int = 3,
                base: str | Path | None = None, on_run: Callable[[RunSummary], None] | None = None) -> FixResult:
-    """Run `target`, then apply up to `tries` fixes, each to the worst finding not yet tried whose
-    fix (its top one, else its first that can be applied from outside) has an intervention; stop
-    when a run is healthy. `base` is where the patch's paths start (the working directory)."""
+    """Run `target`, then apply up to `tries` fixes, each the first fix not yet tried of the worst
+    finding that has one applicable from outside; a fix that leaves its finding in place is undone
+    before the next is tried (unless the finding asks for more of the same, a learning rate lower
+    still: that goes on top), one that cures it stays; stop when a run is healthy. `base` is where the
+    patch's paths start (the working directory)."""
     state = _RandomState()
     result = FixResult()
     applied: list[tuple[Finding, Fix]] = []
-    tried: set[str] = set()
+    tried: set[tuple[str, str]] = set()
 
     def one_run(label: str) -> RunResult:
         with contextlib.ExitStack() as stack:
@@ -95,12 +97,22 @@ def fix_script(target: Target, args: Sequence[str], config: Config | None = None
         if picked is None:
             break
         finding, fix = picked
-        tried.add(finding.code)
+        tried.add((finding.code, fix.action))
         applied.append((finding, fix))  # a second lr fix scales what the first left, as the run saw it
-        current = one_run(f"fix {len(result.attempts) + 1}")
+        after = one_run(f"fix {len(result.attempts) + 1}")
         result.attempts.append({"finding": finding.code, "fix": fix.action, "params": _plain(fix.params),
-                                "findings_after": [f.code for f in current.report.problems()],
-                                "healthy_after": is_healthy(current)})
+                                "findings_after": [f.code for f in after.report.problems()],
+                                "healthy_after": is_healthy(after), "kept": True})
+        still = after.report.by_code(finding.code)
+        if still is not None and after.script_status == current.script_status:
+            again = next((x for x in still.fixes if x.action == fix.action and supported(x.action, x.params)), None)
+            if again is not None and again.params != fix.params:
+                tried.discard((finding.code, fix.action))  # not far enough: the rule's new numbers go on top
+            else:
+                applied.pop()  # it did not cure its finding: the finding's next fix is tried without it
+                result.attempts[-1]["kept"] = False
+                continue
+        current = after
     result.healed = is_healthy(current)
     result.patch = patch_of(current.report, applied, base) if result.attempts else ""
     return result
@@ -111,14 +123,14 @@ def is_healthy(run: RunResult) -> bool:
     return run.report.healthy and run.script_status == 0
 
 
-def pick(report: Report, tried: set[str]) -> tuple[Finding, Fix] | None:
-    """The worst problem (highest severity; the report's order among equals) not yet tried, with its
-    top fix if that can be applied from outside, else its first that can; None when there is none."""
+def pick(report: Report, tried: set[tuple[str, str]]) -> tuple[Finding, Fix] | None:
+    """The worst problem (highest severity; the report's order among equals) with a fix not yet
+    tried for it: its fixes in the rule's order, the first that can be applied from outside; None
+    when there is none."""
     ranked = sorted(report.problems(), key=lambda f: -int(f.severity))
     for finding in ranked:
-        if finding.code in tried:
-            continue
-        fix = next((x for x in finding.fixes if supported(x.action, x.params)), None)
+        fix = next((x for x in finding.fixes if supported(x.action, x.params)
+                    and (finding.code, x.action) not in tried), None)
         if fix is not None:
             return finding, fix
     return None
@@ -156,7 +168,7 @@ def table(result: FixResult) -> str:
     runs = result.runs
     headers = [r.label for r in runs]
     for i, attempt in enumerate(result.attempts):
-        headers[i + 1] = f"+{attempt['fix']}"
+        headers[i + 1] = f"+{attempt['fix']}" + ("" if attempt.get("kept", True) else " (undone)")
     codes: list[str] = []
     for r in runs:
         codes += [c for c in r.problems if c not in codes]

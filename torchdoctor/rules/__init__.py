@@ -113,4 +113,8 @@ def evaluate(timeline: Timeline, config: Settings) -> Evaluation:
         result.findings = causes.link(result.findings, timeline)
     except Exception as exc:  # a bug in the linking must not cost the diagnoses themselves
         result.internal_errors.append(f"linking causes failed: {type(exc).__name__}: {exc}")
+    try:
+        result.findings = healed.settle(result.findings, timeline)
+    except Exception as exc:
+        result.internal_errors.append(f"settling what --heal answered failed: {type(exc).__name__}: {exc}")
     return result

@@ -125,3 +125,69 @@ def _append(statement: str, call: ast.Call, locate: Callable[[int, int], int], a
             return _splice(statement, at_comma, at_comma, f"\n{indent}{argument},")
         return _splice(statement, end, end, f",\n{indent}{argument}")
     return _splice(statement, end, end, f", {argument}")
+
+
+def replace_layer(statement: str, kind: str, replacement: str = "Identity") -> str | None:
+    """`statement` with its last `kind(...)` construction (`nn.Softmax(dim=1)`, `torch.nn.Sigmoid()`)
+    replaced by `replacement()` under the same prefix (`nn.Identity()`): the layer's place, and so
+    the indices of an `nn.Sequential` and its state_dict keys, stay. The last one is the output
+    layer when the statement builds a whole Sequential. None when there is none."""
+    calls = [c for c in _calls(statement) if _callee(c) == kind and isinstance(c.func, (ast.Name, ast.Attribute))]
+    if not calls:
+        return None
+    call = calls[-1]
+    prefix = ast.unparse(call.func.value) + "." if isinstance(call.func, ast.Attribute) else ""
+    return _replace_node(statement, call, f"{prefix}{replacement}()")
+
+
+def unwrap_call(statement: str, name: str) -> str | None:
+    """`statement` with its last `name` call unwrapped to the tensor it was given: `F.softmax(out,
+    dim=1)` and `torch.softmax(out, 1)` become `out`, the method `out.softmax(dim=1)` becomes
+    `out`. None when the statement makes no such call."""
+    calls = [c for c in _calls(statement) if _callee(c) == name]
+    for call in reversed(calls):
+        func = call.func
+        if isinstance(func, ast.Attribute) and not _is_module_path(func.value) and not call.args[:1]:
+            inner = func.value  # a method on the tensor
+        elif call.args:
+            inner = call.args[0]
+        else:
+            continue
+        text = _segment(statement, inner)
+        if text is not None:
+            return _replace_node(statement, call, text)
+    return None
+
+
+def _is_module_path(node: ast.expr) -> bool:
+    """`F`, `torch`, `torch.nn.functional`: a namespace, not a tensor the method is called on."""
+    names = {"F", "torch", "functional", "nn", "np"}
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def _calls(statement: str) -> list[ast.Call]:
+    body, _ = _parse(statement)
+    if not body:
+        return []
+    calls = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+    return sorted(calls, key=lambda c: (c.lineno, c.col_offset))
+
+
+def _callee(call: ast.Call) -> str | None:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+
+
+def _segment(statement: str, node: ast.AST) -> str | None:
+    _, shift = _parse(statement)
+    return ast.get_source_segment("if True:\n" + statement if shift else statement, node)
+
+
+def _replace_node(statement: str, node: ast.AST, text: str) -> str:
+    _, shift = _parse(statement)
+    offsets = _line_offsets(statement)
+    start = _index(statement, offsets, node.lineno - shift, node.col_offset)  # type: ignore[attr-defined]
+    end = _index(statement, offsets, (node.end_lineno or node.lineno) - shift, node.end_col_offset or 0)  # type: ignore[attr-defined]
+    return _splice(statement, start, end, text)

@@ -8,7 +8,7 @@ from textwrap import dedent
 from ..findings import Fix
 from ..formatting import fmt
 from ..timeline import Timeline
-from ._edits import argument_text, set_keyword
+from ._edits import argument_text, replace_layer, set_keyword, unwrap_call
 from ._numbers import median, nice
 
 # A learning rate that trains with each optimizer (torch.optim's defaults; for SGD, which has no
@@ -92,6 +92,36 @@ def at_source(tl: Timeline, site: str, name: str, value: str, position: int | No
     if after is None or after == source["text"]:
         return None
     return {"file": source["file"], "line": source["line"], "before": source["text"], "after": after}
+
+
+def around_source(tl: Timeline, site: str, before: str, after: str) -> dict | None:
+    """The fix's place in the user's code: the block recorded for `site` with a line added before
+    it and one after it, at its indentation (`model.eval()` / `model.train()` around the
+    evaluation); None when the block was not recorded."""
+    source = tl.sources.get(site)
+    if not source or not source.get("text") or not source.get("file"):
+        return None
+    indent = source.get("indent", "")
+    return {"file": source["file"], "line": source["line"], "before": source["text"],
+            "after": f"{indent}{before}\n{source['text']}\n{indent}{after}"}
+
+
+def without_probability_layer(tl: Timeline, kind: str, module: str | None) -> dict | None:
+    """The fix's place when a loss that applies its own softmax/sigmoid is given probabilities: the
+    model's output layer `module` (a `kind`, "Softmax" or "Sigmoid") built as `nn.Identity()`
+    instead, where the script built it; else the training loss call with the `softmax`/`sigmoid`
+    call in it unwrapped. None when neither was recorded or can be rewritten so."""
+    layer = tl.sources.get("output_layer")
+    if module and layer and layer.get("module") == module and layer.get("type") == kind:
+        after = replace_layer(layer["text"], kind)
+        if after is not None:
+            return {"file": layer["file"], "line": layer["line"], "before": layer["text"], "after": after}
+    loss = tl.sources.get("loss")
+    if not module and loss and loss.get("text"):
+        after = unwrap_call(loss["text"], kind.lower())
+        if after is not None:
+            return {"file": loss["file"], "line": loss["line"], "before": loss["text"], "after": after}
+    return None
 
 
 BLOWN_UP = 10.0  # a step whose loss is this many times the run's first is no healthy step

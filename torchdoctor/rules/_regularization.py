@@ -89,7 +89,7 @@ def augment(model: ModelInfo | None) -> Fix | None:
         f"Augment the training images ({channels}x{h}x{w}): random crops with {pad}-pixel padding and horizontal "
         "flips (only if a mirrored image keeps its label: not for digits or text)"
         + (", and colour jitter" if channels == 3 else "") + ". Training set only; validation stays as it is.",
-        {"transforms": steps, "input_shape": list(shape)},
+        {"transforms": steps, "input_shape": list(shape), "padding": pad, "flip": True},
         "import torchvision.transforms.v2 as T\n"
         f"train_transform = T.Compose([\n{body}])\n"
         "# in the training Dataset's __getitem__, or on each training batch: x = train_transform(x)",

@@ -8,6 +8,7 @@ from ..findings import Finding, Fix, Severity
 from ..formatting import fmt
 from ..layers import SOFTMAX_TYPES
 from ..timeline import Timeline
+from ._fixes import located_snippet, without_probability_layer
 from .base import Param, finding_for, rule
 
 
@@ -36,6 +37,7 @@ def double_softmax(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     probs = [s for s in ce if s["min"] >= -tol and s["max"] <= 1 + tol and s["row_sum_error"] <= tol]
     if ce and len(probs) * 2 > len(ce):
         where = softmax
+        location = without_probability_layer(tl, "Softmax", where)
         yield finding_for(
             "double_softmax",
             "CrossEntropyLoss was given probabilities (every row sums to 1"
@@ -50,9 +52,10 @@ def double_softmax(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
                        + " and give CrossEntropyLoss the raw logits; apply softmax only where you need "
                        "probabilities (prediction, metrics).",
                        {"module": where},
+                       located_snippet(location) if location else
                        "model = nn.Sequential(..., nn.Linear(hidden, classes))  # no nn.Softmax at the end\n"
                        "loss = nn.CrossEntropyLoss()(model(x), y)\n"
-                       "probabilities = model(x).softmax(dim=1)  # when you need them")],
+                       "probabilities = model(x).softmax(dim=1)  # when you need them", location=location)],
         )
     bad = [s for s in nll if s["max"] > tol or s["lse_error"] > 10 * tol]
     if nll and len(bad) * 2 > len(nll):

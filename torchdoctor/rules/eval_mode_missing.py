@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..findings import Finding, Fix, Severity
-from ..layers import TRAIN_MODE_TYPES
 from ..timeline import Timeline
+from ._fixes import around_source, located_snippet
+from ._modes import mode_layers
 from .base import finding_for, rule
 
 
@@ -27,14 +28,11 @@ def eval_mode_missing(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     habits = tl.habits
     if not habits.eval_in_train_mode:
         return
-    model = next((m for m in tl.models if m.name == habits.eval_model), tl.models[0] if tl.models else None)
-    if model is None:
+    found = mode_layers(tl, habits.eval_model)
+    if found is None:
         return
-    layers = {n: t for n, t in model.module_types.items() if t in TRAIN_MODE_TYPES}
-    if not layers:
-        return
-    kinds = sorted(set(layers.values()))
-    name = "model"
+    layers, kinds, name = found.layers, found.kinds, found.name
+    location = around_source(tl, "evaluation", f"{name}.eval()", f"{name}.train()")
     yield finding_for(
         "eval_mode_missing",
         f"{habits.eval_in_train_mode} evaluation losses were computed with the model in train() mode: its "
@@ -46,6 +44,7 @@ def eval_mode_missing(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
         fixes=[Fix("call_eval",
                    f"Call {name}.eval() before validating and {name}.train() before training again.",
                    {"modules": len(layers)},
+                   located_snippet(location) if location else
                    f"{name}.eval()\nwith torch.no_grad():\n    for x, y in val_loader:\n"
-                   f"        val_loss += criterion({name}(x), y).item()\n{name}.train()")],
+                   f"        val_loss += criterion({name}(x), y).item()\n{name}.train()", location=location)],
     )

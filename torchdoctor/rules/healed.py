@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,14 +13,47 @@ from .base import finding_for, rule
 
 SHOWN_STEPS = 20
 
+# The findings each intervention answers: their consequence (a run that dies in NaN, blows up or
+# climbs away) is what the intervention stopped.
+ANSWERS: dict[str, frozenset[str]] = {
+    "skip_step": frozenset({"nonfinite_gradient", "nonfinite_loss"}),
+    "rollback": frozenset({"nonfinite_gradient", "nonfinite_loss", "exploding_gradients", "divergence"}),
+    "clip": frozenset({"exploding_gradients"}),
+}
+RECOVERED_STEPS = 3  # finite losses after the last intervention needed to call the run saved
+
+
+def settle(findings: list[Finding], tl: Timeline) -> list[Finding]:
+    """Severity from consequence under `--heal`: a finding an intervention answered, in a run whose
+    loss stayed finite after the last intervention, is lowered to info, says it was healed, and
+    stays in the default view (evidence `healed_in_flight`): the cause is still in the script and
+    its fix is still the one to make. A run --heal did not save keeps every finding as it was."""
+    events = tl.events_of("healed")
+    if not events:
+        return findings
+    answered = frozenset().union(*(ANSWERS.get(str(e.data.get("action")), frozenset()) for e in events))
+    last = max((e.step for e in events if e.step is not None), default=None)
+    after = [v for s, v in tl.loss_series() if last is not None and s > last]
+    if len(after) < RECOVERED_STEPS or not all(math.isfinite(v) for v in after):
+        return findings
+    for f in findings:
+        if f.code in answered and f.severity > Severity.INFO:
+            f.evidence = {**f.evidence, "healed_in_flight": True, "severity_without_heal": f.severity.label}
+            f.severity = Severity.INFO
+            f.title = f"{f.title} (healed in flight by --heal: see healed)"
+    return findings
+
 
 @rule("healed", Severity.INFO,
       "--heal acted inside the run (skipped a step, rolled back, lowered the lr, clipped)")
 def healed(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     """What it finds: every time `torchdoctor run --heal` changed the run while it ran. A step whose
-    gradients held NaN or Inf was skipped (no parameter, momentum or Adam moment changed); after
-    several steps in a row with a non-finite loss, the weights and the optimizer's state were put
-    back to the last copy kept in memory and every learning rate divided by 10.
+    gradients held NaN or Inf was skipped (no parameter, momentum or Adam moment changed); a gradient
+    norm ten times the recent steps' median was clipped at twice that median; after several steps
+    in a row with a non-finite loss (or a loss four times its first), the weights and the
+    optimizer's state were put back to the last copy kept in memory and every learning rate divided
+    by 10. The findings an intervention answered (non-finite losses and gradients, explosions,
+    divergence), in a run that went on finite, are lowered to info and say they were healed.
 
     Why it matters: the run you got is not the run your script describes. Healing keeps a long run
     alive; the cause is still in the script (see the other findings: non-finite gradients, a
@@ -35,6 +69,8 @@ def healed(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
             yield _skipped(group)
         elif action == "rollback":
             yield _rolled_back(tl, first)
+        elif action == "clip":
+            yield _clipped(group)
         else:
             data = first.data
             yield finding_for("healed", f"--heal: {action} at step {first.step}", step=first.step,
@@ -42,11 +78,13 @@ def healed(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
 
 
 def _groups(events: list[Event]) -> list[list[Event]]:
-    """Skipped steps in a row are one intervention; every other event is its own."""
+    """Skipped steps in a row are one intervention, clipped steps in a row another; every other
+    event is its own."""
     out: list[list[Event]] = []
     for e in events:
         last = out[-1][-1] if out else None
-        if (last is not None and e.data.get("action") == "skip_step" and last.data.get("action") == "skip_step"
+        action = e.data.get("action")
+        if (last is not None and action in ("skip_step", "clip") and last.data.get("action") == action
                 and e.step is not None and last.step is not None and e.step - last.step <= 1):
             out[-1].append(e)
         else:
@@ -78,6 +116,26 @@ def _skipped(group: list[Event]) -> Finding:
     ])
 
 
+def _clipped(group: list[Event]) -> Finding:
+    first, last = group[0], group[-1]
+    when = f"step {first.step}" if len(group) == 1 else f"steps {first.step}-{last.step} ({len(group)} steps)"
+    max_norm = first.data.get("max_norm")
+    peak = max((e.data.get("grad_norm") or 0.0 for e in group), default=0.0)
+    shown = f" at max_norm {max_norm:.3g}" if isinstance(max_norm, float) else ""
+    median = first.data.get("median")
+    spiked = f" ({peak / median:.0f}x the recent steps' median)" if isinstance(median, float) and median > 0 else ""
+    title = f"--heal clipped the gradients{shown} on {when}: norms up to {peak:.4g}{spiked}"
+    evidence = _evidence(first, first.data)
+    evidence.update(steps=[e.step for e in group][:SHOWN_STEPS], count=len(group), peak_grad_norm=peak)
+    fixes = [Fix("clip_gradients",
+                 "Clip in the script, where the healed run clipped: torch.nn.utils.clip_grad_norm_("
+                 f"model.parameters(), max_norm={max_norm:.3g}) between backward() and step(); and see why the "
+                 "norm spiked (the learning rate, a bad batch).", {"max_norm": max_norm},
+                 f"loss.backward()\ntorch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={max_norm:.3g})\n"
+                 "optimizer.step()")] if isinstance(max_norm, float) else []
+    return finding_for("healed", title, step=first.step, epoch=first.epoch, evidence=evidence, fixes=fixes)
+
+
 def _rolled_back(tl: Timeline, event: Event) -> Finding:
     data = event.data
     lr_before, lr_after = data.get("lr_before"), data.get("lr_after")
@@ -90,7 +148,7 @@ def _rolled_back(tl: Timeline, event: Event) -> Finding:
         snippet = located_snippet(location) if location else None
         fixes.append(Fix("lower_learning_rate",
                          f"Start at the learning rate the healed run went on with, {lr_after:g}: at {lr_before:g} "
-                         "the loss became non-finite.", {"lr": lr_after}, snippet, location=location))
+                         "the loss blew up.", {"lr": lr_after}, snippet, location=location))
     return finding_for("healed", title, step=event.step, epoch=event.epoch, evidence=_evidence(event, data),
                        fixes=fixes)
 

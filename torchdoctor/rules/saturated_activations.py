@@ -55,7 +55,7 @@ def saturated_activations(tl: Timeline, p: dict[str, float]) -> Iterator[Finding
                   "history": [[s["step"], round(s["saturated"], 3)] for s in samples][-20:]},
         fixes=[
             Fix("add_normalization", "Normalize the pre-activations: a LayerNorm/BatchNorm before the "
-                f"{kind} keeps them in its steep range.", {"module": module},
+                f"{kind} keeps them in its steep range.", {"module": module, "modules": [m for _, m, _ in hits]},
                 f"nn.Sequential(nn.Linear(d_in, d), nn.LayerNorm(d), nn.{kind}())"),
             Fix("change_initialization", "Initialize the weights for a saturating activation (Xavier/Glorot) and "
                 "standardize the inputs.", {"init": "xavier_uniform_"},
