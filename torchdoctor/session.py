@@ -18,11 +18,13 @@ from .config import FAIL_ON_STATUS, Config
 from .execfile import Outcome, Target
 from .findings import Severity
 from .probes.backward import BackwardProbe
+from .probes.clipping import ClipProbe
 from .probes.data import DataProbe
 from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
 from .probes.process import peak_rss
+from .probes.schedulers import SchedulerProbe
 from .probes.sources import SourceProbe
 from .recorder import Recorder
 from .report import Report
@@ -104,8 +106,8 @@ class Doctor:
         self.recorder = Recorder(self.models or None, self.optimizers or None)
         modules = ModuleProbe(self.recorder)
         self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
-                        DataProbe(self.recorder), LossProbe(self.recorder),
-                        SourceProbe(self.recorder.timeline, self.recorder)]
+                        DataProbe(self.recorder), LossProbe(self.recorder), SchedulerProbe(self.recorder),
+                        SourceProbe(self.recorder.timeline, self.recorder), ClipProbe(self.recorder)]
         installed = []
         for probe in self._probes:
             try:

@@ -55,6 +55,14 @@ HEALTHY += [
     Case(f"{EXAMPLES}/segmentation.py", (), note="issue 16: LR-ASPP, 5 epochs, validation mIoU 0.21 -> 0.89"),
     Case(f"{EXAMPLES}/segmentation.py", ("--model", "deeplabv3", "--epochs", "1")),
     Case(f"{EXAMPLES}/dcgan.py", (), note="issue 16: a DCGAN on 16x16 blobs, neither side wins"),
+    # issue 18's healthy twins
+    Case("faulty/train_mode_after_validation.py", ("--fixed",)),
+    Case("faulty/zero_grad_before_step.py", ("--fixed",)),
+    Case("faulty/steplr_per_batch.py", ("--fixed",)),
+    Case("healthy/cosine_per_batch.py", ("--warmup",)),
+    Case("faulty/double_sigmoid_bce.py", ("--fixed",)),
+    Case("faulty/amp_clip_before_unscale.py", ("--fixed",)),
+    Case("faulty/data_leakage_resplit.py", ("--fixed",)),
 ]
 
 BLOWUP_CONSEQUENCES = {"dead_units": ("divergence",), "vanishing_gradients": ("divergence",),
@@ -111,6 +119,22 @@ FAULTY = [
          note="issue 16: background at 98% of the pixels, the model predicts only background"),
     Case(f"{EXAMPLES}/detection.py", ("--fault", "high_lr", "--steps", "10"), "nonfinite_loss", severity="critical",
          also=("exploding_gradients",), note="issue 16: SGD lr 0.5 on Faster R-CNN: every loss part NaN by step 6"),
+    Case("faulty/train_mode_after_validation.py", (), "train_mode_missing", step_min=20, step_max=20,
+         note="issue 18: model.eval() for validation, model.train() never called again (60 of 80 steps)"),
+    Case("faulty/zero_grad_before_step.py", (), "optimizer_no_update", severity="error",
+         note="issue 18: zero_grad() between backward() and step(): 36/36 steps change nothing"),
+    Case("faulty/zero_grad_before_step.py", ("--in-place",), "optimizer_no_update", severity="error"),
+    Case("faulty/steplr_per_batch.py", (), "scheduler_misuse",
+         note="issue 18: StepLR(step_size=2) stepped per batch: lr 0.1 -> 1e-60 in 6 epochs"),
+    Case("faulty/steplr_per_batch.py", ("--scheduler", "cosine"), "scheduler_misuse"),
+    Case("faulty/double_sigmoid_bce.py", (), "double_sigmoid", severity="error",
+         note="issue 18: a final nn.Sigmoid before BCEWithLogitsLoss"),
+    Case("faulty/double_sigmoid_bce.py", ("--functional",), "double_sigmoid", severity="error"),
+    Case("faulty/amp_clip_before_unscale.py", (), "amp_clip_before_unscale",
+         caused_by={"loss_plateau": ("amp_clip_before_unscale",)},
+         note="issue 18: clip_grad_norm_ on gradients scaled by 65536: max_norm 1 acts as 1.5e-5"),
+    Case("faulty/data_leakage_resplit.py", (), "data_leakage", severity="error",
+         note="issue 18: random_split drawn twice: 80% of validation seen in training"),
 ]
 
 CASES = HEALTHY + FAULTY

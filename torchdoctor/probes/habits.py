@@ -18,6 +18,7 @@ from ..timeline import LossPrior
 MAX_CHANNELS = 4  # per-channel statistics for images with this many channels or fewer (RGB, grey)
 PROBABILITY_LOSSES = frozenset({"cross_entropy"})  # apply log_softmax themselves
 LOG_PROBABILITY_LOSSES = frozenset({"nll_loss"})  # expect log-probabilities
+LOGIT_LOSSES = frozenset({"binary_cross_entropy_with_logits"})  # apply the sigmoid themselves
 
 
 def input_stats(x: Any) -> torch.Tensor | None:
@@ -51,10 +52,17 @@ def decode_input(step: int, shape: list[int], values: list[float]) -> dict[str, 
 def loss_input_stats(name: str, args: tuple) -> torch.Tensor | None:
     """What a classification loss was given, as the numbers that tell probabilities, log-
     probabilities and logits apart: for cross_entropy [min, max, max |row sum - 1|]; for nll_loss
-    [max, max |logsumexp(row)|]."""
-    if name not in PROBABILITY_LOSSES | LOG_PROBABILITY_LOSSES or not args:
+    [max, max |logsumexp(row)|]; for binary_cross_entropy_with_logits [min, max, mean] (any shape:
+    one output per sample or one per label)."""
+    if name not in PROBABILITY_LOSSES | LOG_PROBABILITY_LOSSES | LOGIT_LOSSES or not args:
         return None
     x = args[0]
+    if name in LOGIT_LOSSES:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() < 2:
+            return None
+        with torch.no_grad():
+            t = x.detach().float()
+            return torch.stack([t.amin(), t.amax(), t.mean()])
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[1] < 2:
         return None
     with torch.no_grad():
@@ -67,6 +75,8 @@ def loss_input_stats(name: str, args: tuple) -> torch.Tensor | None:
 def decode_loss_input(step: int, name: str, values: list[float]) -> dict[str, Any]:
     if name in PROBABILITY_LOSSES:
         return {"step": step, "loss": name, "min": values[0], "max": values[1], "row_sum_error": values[2]}
+    if name in LOGIT_LOSSES:
+        return {"step": step, "loss": name, "min": values[0], "max": values[1], "mean": values[2]}
     return {"step": step, "loss": name, "max": values[0], "lse_error": values[1]}
 
 

@@ -23,6 +23,8 @@ from .amp import AmpWatch
 from .evaluation import Evaluation
 from .failures import Failures
 from .guard import InternalErrors, guarded
+from .invariants import Invariants
+from .leakage import Leakage
 from .loaders import Loaders
 from .memory import MemoryWatch
 from .models import Models, RootState, compiled_original, is_loss_module, training_forward
@@ -62,6 +64,8 @@ class Recorder:
         self.amp = AmpWatch(self.timeline, self.queue)
         self.parts = LossParts(self.timeline, self.queue)
         self.roles = Roles(self.timeline, self.models, self.queue)
+        self.leakage = Leakage(self.timeline, self.queue)
+        self.invariants = Invariants(self.timeline, self.models)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
         self.loader_sites: dict[int, dict[str, Any]] = {}  # id(loader) -> where the script built it
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
@@ -107,6 +111,7 @@ class Recorder:
             self.memory.on_training_forward(state, module, args, self.step)
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
             self.roles.on_training_input(state.label, args, self.step)
+            self.leakage.on_training_input(module, args, self.step, self.sampling.due(self.step))
             if self.step < TARGETS_STEPS:  # before the forward: a crash in it still knows the task
                 self.on_training_call(module, args, {})
         return state
@@ -146,9 +151,13 @@ class Recorder:
             self.models.finish(state, args)
             self._note_output_layer(state)
         self.latest.call = (module, args, kwargs)
+        self.invariants.on_forward(module)
         self.evaluation.mode_noted = False
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
             self.evaluation.on_forward(output, module, self.step)
+            loader = self.loaders.batch_loader  # an evaluation over the training loader is no validation
+            if not torch.is_grad_enabled() and (loader is None or loader != self.loaders.train_loader):
+                self.leakage.on_eval_input(module, args, self.step)
         elif training_forward(module):
             if self.step < TARGETS_STEPS:
                 self.on_training_call(module, args, kwargs)
@@ -224,6 +233,7 @@ class Recorder:
         self.shared.failed_in = None
         self.memory.on_backward(tensors, retain_graph, root, self.step)
         self.evaluation.tracker.on_backward()
+        self.invariants.on_backward()
         self.shared.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         self.steps.on_backward(tensors)
 
@@ -240,16 +250,28 @@ class Recorder:
         self.amp.on_update(before, after, self.step)
 
     @guarded
+    def on_clip(self, scale: torch.Tensor | None, norm: Any, max_norm: Any) -> None:
+        self.amp.on_clip(scale, norm, max_norm, self.step)
+
+    @guarded
     def on_zero_grad(self) -> None:
         self.steps.on_zero_grad()
+        self.invariants.on_zero_grad()
 
     @guarded
     def on_before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.steps.before_step(optimizer)
+        self.invariants.before_step(optimizer, self.step, self.optimizers.is_counted(optimizer))
 
     @guarded
     def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        step = self.step
         self.steps.after_step(optimizer)
+        self.invariants.after_step(step)
+
+    @guarded
+    def on_scheduler_step(self, scheduler: Any) -> None:
+        self.invariants.on_scheduler_step(scheduler, self.step)
 
     # -- data loading (data probe) ---------------------------------------------------------------
     @guarded
@@ -279,6 +301,8 @@ class Recorder:
         self._finish_measurements()
         self._finish_memory()
         self.roles.finish()
+        self.invariants.finish()
+        self.leakage.finish()
         steps = self.steps
         self.failures.catch_unstepped(steps.pending_losses, steps.first_pending_context, self.step, self.epoch)
         steps.pending_losses = []
@@ -309,6 +333,8 @@ class Recorder:
         self.optimizers.clear()
         self.parts.clear()
         self.roles.clear()
+        self.leakage.clear()
+        self.invariants.clear()
         self.memory.release()
         self.queue.clear()
 

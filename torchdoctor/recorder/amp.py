@@ -3,12 +3,15 @@ the step's gradients held Inf/NaN and the scaler skipped optimizer.step())."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..timeline import Timeline
 from .readback import ReadbackQueue, read_now
 
 MAX_AMP_RECORDS = 2000
+MAX_CLIP_SAMPLES = 16  # scaled clips whose scale and norm are read back (the first ones)
 
 
 class AmpWatch:
@@ -37,3 +40,30 @@ class AmpWatch:
             del amp.skipped_steps[:-MAX_AMP_RECORDS]
         amp.scales.append((amp.updates - 1, after))
         del amp.scales[:-MAX_AMP_RECORDS]
+
+    def on_clip(self, scale: torch.Tensor | None, norm: Any, max_norm: Any, step: int) -> None:
+        """A clip_grad_norm_ call while a GradScaler is in use; `scale` is the scaler's scale
+        tensor when the gradients were still scaled (no unscale_ first), None when they were not.
+        The first scaled clips' scale and norm ride along with the step's read-back."""
+        amp = self.timeline.amp
+        amp.clips += 1
+        if scale is None:
+            return
+        amp.scaled_clips += 1
+        if len(amp.clip_samples) >= MAX_CLIP_SAMPLES:
+            return
+        sample: dict[str, Any] = {"step": step, "scale": None, "norm": None,
+                                  "max_norm": float(max_norm) if isinstance(max_norm, (int, float)) else None}
+        amp.clip_samples.append(sample)
+        for key, value in (("scale", scale), ("norm", norm)):
+            if not isinstance(value, torch.Tensor):
+                continue
+            copy = value.detach().reshape(-1)[:1].float().clone()  # update() changes the scale in place
+
+            def decode(v: list[float], key: str = key) -> None:
+                sample[key] = v[0]
+
+            if read_now(copy.device):
+                decode(copy.tolist())
+            else:
+                self.queue.add(copy, decode)

@@ -8,13 +8,16 @@ from typing import Protocol
 from ..findings import Finding
 from ..timeline import Timeline
 from . import (  # noqa: F401
+    amp_clip_before_unscale,
     amp_overflow,
     causes,
     class_imbalance,
+    data_leakage,
     dataloader_bottleneck,
     dead_units,
     discriminator_overpowering,
     divergence,
+    double_sigmoid,
     double_softmax,
     eval_mode_missing,
     exploding_gradients,
@@ -29,10 +32,13 @@ from . import (  # noqa: F401
     nonfinite_gradient,
     nonfinite_loss,
     optimizer_holds_other_model,
+    optimizer_no_update,
     out_of_memory,
     overfitting,
     saturated_activations,
+    scheduler_misuse,
     script_error,
+    train_mode_missing,
     unnormalized_input,
     vanishing_gradients,
 )
@@ -43,12 +49,15 @@ __all__ = ["REGISTRY", "RULES", "NotEvaluated", "Param", "Rule", "Settings", "ru
 
 # The catalogue: every diagnosis, by code (the order findings of equal severity and step are listed in).
 RULES: tuple[Rule, ...] = (
+    amp_clip_before_unscale.amp_clip_before_unscale,
     amp_overflow.amp_overflow,
     class_imbalance.class_imbalance,
+    data_leakage.data_leakage,
     dataloader_bottleneck.dataloader_bottleneck,
     dead_units.dead_units,
     discriminator_overpowering.discriminator_overpowering,
     divergence.divergence,
+    double_sigmoid.double_sigmoid,
     double_softmax.double_softmax,
     eval_mode_missing.eval_mode_missing,
     exploding_gradients.exploding_gradients,
@@ -63,10 +72,13 @@ RULES: tuple[Rule, ...] = (
     nonfinite_gradient.nonfinite_gradient,
     nonfinite_loss.nonfinite_loss,
     optimizer_holds_other_model.optimizer_holds_other_model,
+    optimizer_no_update.optimizer_no_update,
     out_of_memory.out_of_memory,
     overfitting.overfitting,
     saturated_activations.saturated_activations,
+    scheduler_misuse.scheduler_misuse,
     script_error.script_error,
+    train_mode_missing.train_mode_missing,
     unnormalized_input.unnormalized_input,
     vanishing_gradients.vanishing_gradients,
 )

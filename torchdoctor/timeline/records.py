@@ -104,6 +104,11 @@ class AmpInfo:
     skipped: int = 0
     skipped_steps: list[int] = field(default_factory=list)  # training steps done when it skipped
     scales: list[tuple[int, float]] = field(default_factory=list)  # (update index, scale after it)
+    # clip_grad_norm_ calls while a GradScaler was in use (probes/clipping.py): all of them, those on
+    # still-scaled gradients (no unscale_ first), and samples {"step", "scale", "norm", "max_norm"} of the latter
+    clips: int = 0
+    scaled_clips: int = 0
+    clip_samples: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -180,6 +185,21 @@ class Habits:
     # What the model's training forward was given as targets: "boxes" (a detector's list of dicts
     # with boxes), "masks", or None.
     targets: str | None = None
+    # Optimizer steps whose model's forward (with gradients) ran in train() / in eval(), the first
+    # of the latter and that model's label (recorder/invariants.py): model.train() not called again.
+    train_mode_steps: int = 0
+    eval_mode_steps: int = 0
+    eval_mode_first_step: int | None = None
+    eval_mode_model: str | None = None
+    # Per optimizer, the steps that could change no parameter: {"optimizer", "index", "steps",
+    # "no_update", "first_step", "why": {reason: count}}.
+    no_update: list[dict[str, Any]] = field(default_factory=list)
+    # Per LR scheduler whose step() the script called: {"scheduler", "optimizer", "steps",
+    # "optimizer_steps", "before_optimizer", "first_step", "settings"}.
+    schedulers: list[dict[str, Any]] = field(default_factory=list)
+    # Validation inputs seen among the sampled training inputs (recorder/leakage.py): {"train_rows",
+    # "train_distinct", "train_duplicates", "val_rows", "val_seen", "first_step"}; empty when not compared.
+    leakage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
