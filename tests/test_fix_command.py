@@ -89,3 +89,48 @@ def test_clip_gradients_clips_before_each_step_and_is_removed_after():
     with intervention("clip_gradients", {"max_norm": 1.0}):
         assert abs(grad_norm() - 1.0) < 1e-4
     assert grad_norm() > 100
+
+
+VALIDATES_IN_TRAIN_MODE = """
+import torch
+from torch import nn
+
+torch.manual_seed(0)
+x, y = torch.randn(320, 8), torch.randint(0, 3, (320,))
+model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Dropout(0.5), nn.Linear(64, 3))
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(4):
+    for i in range(0, 256, 32):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[i:i + 32]), y[i:i + 32]).backward()
+        optimizer.step()
+    with torch.no_grad():
+        val = nn.functional.cross_entropy(model(x[256:]), y[256:]).item()
+"""
+
+
+def test_fix_puts_eval_around_the_validation_and_shows_the_curves(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(VALIDATES_IN_TRAIN_MODE)
+    out = tmp_path / "out.json"
+    result = cli("fix", "--json", str(out), "train.py", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert [a["fix"] for a in data["attempts"]] == ["call_eval"] and data["healed"] is True
+    assert "+    model.eval()\n     with torch.no_grad():" in data["patch"]
+    curves = [line for line in result.stderr.splitlines() if line.startswith(("loss curve", "validation curve"))]
+    assert len(curves) == 2 and all(any(bar in line for bar in "▁▂▃▄▅▆▇█") for line in curves)
+
+
+def test_fix_reads_the_config_it_is_given_and_runs_modules(tmp_path):
+    script = tmp_path / "trainmod.py"
+    script.write_text(DIVERGES)
+    config = tmp_path / "other.toml"
+    config.write_text('[tool.torchdoctor]\ndisable = ["divergence", "exploding_gradients", "nonfinite_loss",'
+                      ' "nonfinite_gradient", "loss_plateau", "dead_units"]\n')
+    out = tmp_path / "out.json"
+    result = cli("fix", "--config", str(config), "--json", str(out), "-m", "trainmod", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr  # every finding of this run switched off: nothing to fix
+    assert json.loads(out.read_text())["attempts"] == []
+    result = cli("fix", "--config", str(tmp_path / "missing.toml"), "trainmod.py", cwd=tmp_path)
+    assert result.returncode == 2 and "no such file" in result.stderr

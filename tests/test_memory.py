@@ -238,3 +238,26 @@ def test_keeping_the_last_loss_for_logging_is_not_a_leak(write_script):
     )
     result = run_script(script)
     assert "memory_leak" not in result.codes
+
+
+
+def test_the_batch_size_fix_names_the_scripts_loader_line():
+    """On the loader line the script wrote (recorded by the source probe), the batch that fits; a
+    batch size taken from args.batch_size is named as the flag to pass."""
+    from torchdoctor.rules._memory import _batch_fix
+    from torchdoctor.timeline import MemoryProfile, Timeline
+
+    tl = Timeline()
+    tl.run.argv = ["train.py"]
+    profile = MemoryProfile(step=3, batch_size=64, parameters=10_000, gradients=10_000, optimizer_state=20_000,
+                            activations=64 * 100_000)
+    for written, flag in (("loader = DataLoader(data, batch_size=64, shuffle=True)", False),
+                          ("    loader = DataLoader(data, args.batch_size, shuffle=True)", True)):
+        tl.sources["train_loader"] = {"file": "/x/train.py", "line": 9, "text": written}
+        fix = _batch_fix(tl, profile, 16, 4_000_000, 0.1, 0)
+        assert fix.location is not None and fix.location["line"] == 9
+        assert "DataLoader(data, batch_size=16, shuffle=True)" in fix.location["after"] if not flag else \
+            "DataLoader(data, 16, shuffle=True)" in fix.location["after"]
+        assert ("--batch-size 16" in fix.text) is flag
+    del tl.sources["train_loader"]
+    assert _batch_fix(tl, profile, 16, 4_000_000, 0.1, 0).location is None

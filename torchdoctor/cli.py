@@ -88,28 +88,13 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
     """
-    from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
-    from .execfile import BadTarget, prepare_module, prepare_script
-
     if target.startswith("-") and not Path(target).exists():
         raise BadInput(unknown_option(target, run))
     json_target = check_output_path(json_path, "--json") if json_path else None
     html_target = check_output_path(html_path, "--html") if html_path else None
     patch_target = check_output_path(patch_path, "--patch") if patch_path else None
     started_in = Path.cwd()  # the patch's paths are relative to it, even if the script chdirs
-    try:
-        prepared = prepare_module(target) if module else prepare_script(target)
-        if config_path:
-            if not Path(config_path).is_file():
-                raise BadInput(f"--config {config_path}: no such file")
-            pyproject: Path | None = Path(config_path)
-        else:
-            start = Path(prepared.file).resolve().parent if not module else Path.cwd()
-            pyproject = find_pyproject(start) or find_pyproject(Path.cwd())
-        config = build_config(read_pyproject_table(pyproject), disable, settings, fail_on,
-                              origin=str(pyproject or "pyproject.toml"), memory_budget=memory_budget)
-    except (BadTarget, ConfigError) as exc:
-        raise BadInput(str(exc)) from None
+    prepared, config = prepare_target(target, module, config_path, disable, settings, fail_on, memory_budget)
     options = {"memory_report": memory_report, "gradient_report": gradient_report, "html_path": html_target,
                "heal": heal,
                "live": live if live is not None else (not quiet and sys.stdout.isatty() and sys.stderr.isatty())}
@@ -325,33 +310,27 @@ def explain(code: str) -> None:
               help="Write the applied fixes that change a line of the script as a unified diff.")
 @click.option("--disable", "disable", multiple=True, metavar="CODE", help="Switch a rule off (repeatable).")
 @click.option("--set", "settings", multiple=True, metavar="CODE.THRESHOLD=VALUE", help="Change a rule's threshold.")
-@click.argument("target", metavar="SCRIPT")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PYPROJECT",
+              help="Read [tool.torchdoctor] from this file (default: the nearest pyproject.toml above the script).")
+@click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like `python -m`.")
+@click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fix(tries: int, json_path: str | None, patch_path: str | None, disable: tuple[str, ...],
-        settings: tuple[str, ...], target: str, args: tuple[str, ...]) -> int:
+        settings: tuple[str, ...], config_path: str | None, module: bool, target: str, args: tuple[str, ...]) -> int:
     """Run a script, apply the worst finding's fix from outside the code, re-run, compare.
 
-    The learning rate is lowered in the optimizer's param groups and gradients are clipped in an
-    optimizer pre-step hook; the script's file is never edited. Everything after SCRIPT belongs to
-    the script: torchdoctor fix train.py --epochs 3
+    The fix is applied to PyTorch for the re-run (the optimizer's param groups, step and forward
+    hooks, the DataLoader's arguments); the script's file is never edited. Everything after SCRIPT
+    belongs to the script: torchdoctor fix train.py --epochs 3
     """
     import json
-
-    from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
-    from .execfile import BadTarget, prepare_script
 
     if target.startswith("-") and not Path(target).exists():
         raise BadInput(unknown_option(target, fix))
     json_target = check_output_path(json_path, "--json") if json_path else None
     patch_target = check_output_path(patch_path, "--patch") if patch_path else None
     started_in = Path.cwd()
-    try:
-        prepared = prepare_script(target)
-        pyproject = find_pyproject(Path(prepared.file).resolve().parent) or find_pyproject(Path.cwd())
-        config = build_config(read_pyproject_table(pyproject), disable, settings, None,
-                              origin=str(pyproject or "pyproject.toml"))
-    except (BadTarget, ConfigError) as exc:
-        raise BadInput(str(exc)) from None
+    prepared, config = prepare_target(target, module, config_path, disable, settings, None, None)
     from .repair import fix_script
     from .repair.loop import table
 
@@ -369,6 +348,30 @@ def fix(tries: int, json_path: str | None, patch_path: str | None, disable: tupl
     if patch_target is not None and result.patch:
         patch_target.write_text(result.patch, encoding="utf-8")
     return 0 if result.healed else 1
+
+
+def prepare_target(target: str, module: bool, config_path: str | None, disable: tuple[str, ...],
+                   settings: tuple[str, ...], fail_on: str | None, memory_budget: str | None) -> tuple[Any, Any]:
+    """The script (or module) to run and the settings for it: `--config`, else the nearest
+    pyproject.toml above the script (the working directory's for a module), then the command line.
+    Bad input of either kind is one line (BadInput)."""
+    from .config import ConfigError, build_config, find_pyproject, read_pyproject_table
+    from .execfile import BadTarget, prepare_module, prepare_script
+
+    try:
+        prepared = prepare_module(target) if module else prepare_script(target)
+        if config_path:
+            if not Path(config_path).is_file():
+                raise BadInput(f"--config {config_path}: no such file")
+            pyproject: Path | None = Path(config_path)
+        else:
+            start = Path(prepared.file).resolve().parent if not module else Path.cwd()
+            pyproject = find_pyproject(start) or find_pyproject(Path.cwd())
+        config = build_config(read_pyproject_table(pyproject), disable, settings, fail_on,
+                              origin=str(pyproject or "pyproject.toml"), memory_budget=memory_budget)
+    except (BadTarget, ConfigError) as exc:
+        raise BadInput(str(exc)) from None
+    return prepared, config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,8 @@ class RunSummary:
     first_loss: float | None
     last_loss: float | None
     val_loss: float | None
+    losses: list[float] = field(default_factory=list)  # the training loss, in CURVE_POINTS chunk means
+    val_losses: list[float] = field(default_factory=list)  # each validation pass's loss
 
 
 @dataclass
@@ -159,12 +161,45 @@ def summarize(label: str, run: RunResult) -> RunSummary:
     validation = tl.validation()
     return RunSummary(label, [f.code for f in run.report.problems()], is_healthy(run), run.script_status,
                       losses[0][1] if losses else None, losses[-1][1] if losses else None,
-                      validation[-1].loss if validation else None)
+                      validation[-1].loss if validation else None, _chunks([v for _, v in losses]),
+                      [e.loss for e in validation if e.loss is not None][-CURVE_POINTS:])
+
+
+CURVE_POINTS = 16
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def _chunks(values: list[float], points: int = CURVE_POINTS) -> list[float]:
+    """`values` as at most `points` means of consecutive chunks (a non-finite chunk stays so)."""
+    if len(values) <= points:
+        return list(values)
+    size = len(values) / points
+    return [sum(chunk) / len(chunk) for i in range(points)
+            if (chunk := values[int(i * size):int((i + 1) * size)] or values[-1:])]
+
+
+def curves(series: list[list[float]]) -> list[str]:
+    """Each run's curve as a sparkline on one log scale for all of them, so the columns compare;
+    ✗ where the loss was NaN/Inf."""
+    finite = [math.log10(v) for s in series for v in s if math.isfinite(v) and v > 0]
+    if not finite:
+        return ["" for _ in series]
+    low, span = min(finite), (max(finite) - min(finite)) or 1.0
+
+    def bar(v: float) -> str:
+        if not math.isfinite(v):
+            return "✗"
+        if v <= 0:
+            return BARS[0]
+        return BARS[min(len(BARS) - 1, max(0, int((math.log10(v) - low) / span * (len(BARS) - 1) + 0.5)))]
+
+    return ["".join(bar(v) for v in s) for s in series]
 
 
 def table(result: FixResult) -> str:
     """Before and after side by side: one column per run, a row per problem any run had, then the
-    first and last training loss and the last validation loss."""
+    first and last training loss and its curve, the last validation loss and its curve (the
+    curves of all runs on one scale)."""
     runs = result.runs
     headers = [r.label for r in runs]
     for i, attempt in enumerate(result.attempts):
@@ -175,8 +210,10 @@ def table(result: FixResult) -> str:
     rows: list[list[str]] = [[code, *("present" if code in r.problems else "gone" for r in runs)] for code in codes]
     rows.append(["first loss", *(fmt(r.first_loss) for r in runs)])
     rows.append(["last loss", *(fmt(r.last_loss) for r in runs)])
+    rows.append(["loss curve", *curves([r.losses for r in runs])])
     if any(r.val_loss is not None for r in runs):
         rows.append(["validation loss", *(fmt(r.val_loss) for r in runs)])
+        rows.append(["validation curve", *curves([r.val_losses for r in runs])])
     if any(r.script_status for r in runs):
         rows.append(["script status", *(str(r.script_status) for r in runs)])
     rows.append(["healthy", *("yes" if r.healthy else "no" for r in runs)])

@@ -34,7 +34,7 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
         text = f"Lower the learning rate {factor:g}x, from {fmt(lr)} to {fmt(new)}."
     location = at_source(tl, "optimizer", "lr", f"{new:g}", position=1)
     if location:
-        text += _from_a_setting(tl, location["before"], "lr", f"{new:g}", position=1)
+        text += from_a_setting(tl, location["before"], "lr", f"{new:g}", position=1)
     return Fix(
         "lower_learning_rate",
         text,
@@ -44,7 +44,8 @@ def lower_learning_rate(tl: Timeline, step: int | None, factor: float = 10.0, to
     )
 
 
-def _from_a_setting(tl: Timeline, statement: str, name: str, new: str, position: int | None = None) -> str:
+def from_a_setting(tl: Timeline, statement: str, name: str, new: str, position: int | None = None,
+                   what: str = "optimizer") -> str:
     """When the call takes `name` from a variable, an attribute or a config entry rather than a
     literal, say so: writing the literal in (what the location's rewrite does) would silently override
     the user's setting; for an `args.X` (or a flag the run was given) name the command-line flag."""
@@ -57,11 +58,11 @@ def _from_a_setting(tl: Timeline, statement: str, name: str, new: str, position:
         return ""
     if not any(isinstance(n, (ast.Name, ast.Attribute, ast.Subscript, ast.Call)) for n in ast.walk(node)):
         return ""  # a literal: the rewrite is the whole fix
-    where = f"(your optimizer takes {name} from {current})"
+    where = f"(your {what} takes {name} from {current})"
     flag = _flag(tl, node)
     if flag:
         return f" Pass {flag} {new} {where}."
-    return (f" Set it to {new} where {current} gets its value {where}; writing {new} into the optimizer line "
+    return (f" Set it to {new} where {current} gets its value {where}; writing {new} into the {what} line "
             "instead would override that setting.")
 
 

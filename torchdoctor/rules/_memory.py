@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ..findings import Fix
 from ..formatting import format_bytes
 from ..timeline import MemoryProfile, Timeline
+from ._fixes import at_source, from_a_setting
 
 HALF_PRECISION = frozenset({"float16", "bfloat16"})
 
@@ -170,6 +171,11 @@ def _batch_fix(tl: Timeline, profile: MemoryProfile, fits: int, limit: int, marg
     lr = tl.last_lr
     if lr:
         text += f"; or step on each batch of {fits} and scale the learning rate to about {lr * fits / bs:.3g}"
+    # the script's own loader line with the batch that fits (every other argument kept)
+    location = at_source(tl, "train_loader", "batch_size", str(fits), position=1)
+    if location:
+        text += "." + from_a_setting(tl, location["before"], "batch_size", str(fits), position=1, what="DataLoader")
+        text = text.rstrip(".")
     return Fix("reduce_batch_size", text + ".", params,
                f"loader = DataLoader(dataset, batch_size={micro}, ...)\n"
                f"for i, (x, y) in enumerate(loader):\n"
@@ -177,7 +183,7 @@ def _batch_fix(tl: Timeline, profile: MemoryProfile, fits: int, limit: int, marg
                f"    loss.backward()\n"
                f"    if (i + 1) % {steps} == 0:\n"
                f"        optimizer.step()\n"
-               f"        optimizer.zero_grad()")
+               f"        optimizer.zero_grad()", location=location)
 
 
 def _checkpoint_fix(profile: MemoryProfile, plan: Checkpointing) -> Fix:
