@@ -20,12 +20,14 @@ from .findings import Severity
 from .probes.backward import BackwardProbe
 from .probes.clipping import ClipProbe
 from .probes.data import DataProbe
+from .probes.ddp import DDPProbe
 from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
 from .probes.process import peak_rss
 from .probes.schedulers import SchedulerProbe
 from .probes.sources import SourceProbe
+from .probes.workers import WorkerProbe
 from .recorder import Recorder
 from .report import Report
 
@@ -107,7 +109,8 @@ class Doctor:
         modules = ModuleProbe(self.recorder)
         self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
                         DataProbe(self.recorder), LossProbe(self.recorder), SchedulerProbe(self.recorder),
-                        SourceProbe(self.recorder.timeline, self.recorder), ClipProbe(self.recorder)]
+                        SourceProbe(self.recorder.timeline, self.recorder), ClipProbe(self.recorder),
+                        DDPProbe(self.recorder), WorkerProbe(self.recorder)]
         installed = []
         for probe in self._probes:
             try:
@@ -296,7 +299,8 @@ class Doctor:
                 pass
             report = self.stop(exit_status=outcome.status, exception=outcome.exception)
             if rank is not None:
-                self.report = report = rank.finish(report, outcome.status, outcome.exception)
+                self.report = report = rank.finish(report, outcome.status, outcome.exception,
+                                                   disabled=set(self.config.disabled))
             if main:
                 self.emit()
         status = outcome.status

@@ -63,6 +63,7 @@ HEALTHY += [
     Case("faulty/double_sigmoid_bce.py", ("--fixed",)),
     Case("faulty/amp_clip_before_unscale.py", ("--fixed",)),
     Case("faulty/data_leakage_resplit.py", ("--fixed",)),
+    Case("faulty/labels_misaligned_memorizes.py", ("--fixed",), note="issue 18: one permutation for inputs and labels"),
 ]
 
 BLOWUP_CONSEQUENCES = {"dead_units": ("divergence",), "vanishing_gradients": ("divergence",),
@@ -133,6 +134,9 @@ FAULTY = [
     Case("faulty/amp_clip_before_unscale.py", (), "amp_clip_before_unscale",
          caused_by={"loss_plateau": ("amp_clip_before_unscale",)},
          note="issue 18: clip_grad_norm_ on gradients scaled by 65536: max_norm 1 acts as 1.5e-5"),
+    Case("faulty/labels_misaligned_memorizes.py", (), "labels_misaligned", severity="error",
+         caused_by={"overfitting": ("labels_misaligned",)},
+         note="issue 18: inputs shuffled apart from their labels: training memorized, validation at chance"),
     Case("faulty/data_leakage_resplit.py", (), "data_leakage", severity="error",
          note="issue 18: random_split drawn twice: 80% of validation seen in training"),
 ]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from tests.rules.timelines import findings, make_timeline
 from torchdoctor.findings import Severity
-from torchdoctor.timeline import Timeline
+from torchdoctor.timeline import EvalPass, Timeline
 
 
 def leak_run(val_rows: int, val_seen: int, train_distinct: int = 466, train_rows: int = 500,
-             duplicates: int = 0, train_size: int | None = 2000) -> Timeline:
+             duplicates: int = 0, train_size: int | None = 2000, validated: bool = True) -> Timeline:
     tl = make_timeline([1.0] * 160)
+    if validated:  # an evaluation that computed a loss: a validation number the leak inflates
+        tl.evaluations.append(EvalPass(step=80, epoch=0, loss=0.5, samples=val_rows, loader="loader 2"))
     tl.habits.leakage = {"train_rows": train_rows, "train_distinct": train_distinct,
                          "train_duplicates": duplicates, "train_batch_rows": 50, "val_rows": val_rows,
                          "val_seen": val_seen, "train_covered": 0.2,
@@ -76,3 +78,8 @@ def test_explain_text_says_what_is_not_flagged():
 
     text = REGISTRY["data_leakage"].explanation
     assert "fingerprint" in text and "Not flagged" in text and "training loader" in text
+
+
+def test_predictions_on_training_rows_without_a_validation_loss_are_a_sanity_check():
+    # net(x[:400]).argmax(1) printed after training: no evaluation loss, no validation number to mislead
+    assert findings("data_leakage", leak_run(400, 400, validated=False)) == []

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ..jsonreport import jsonable, to_dict
 from ..report import Report
+from ..rules.ddp_out_of_sync import fingerprints
 from ..rules.ranks import RankOutcome, failure_kind, has_failed
 
 
@@ -62,6 +63,7 @@ class RankState:
     host: str | None = None
     waited_s: float | None = None
     started: bool = True
+    fingerprints: list[dict[str, Any]] | None = None  # its parameters' fingerprints (ddp_out_of_sync)
 
     @property
     def failed(self) -> bool:
@@ -112,6 +114,7 @@ def publish(ctx: RankPlace, report: Report, exit_status: int, exception: BaseExc
         "exception": describe(exception),
         "terminated": ctx._terminated,
         "report": to_dict(report),
+        "fingerprints": fingerprints(report.timeline),
     })
 
 
@@ -131,7 +134,8 @@ def gather(ctx: RankPlace, failed: bool = False) -> dict[int, RankState]:
             data = _read_json(_report_file(ctx.folder, r))
             if data is not None and data.get("started_at", 0) >= ctx.started_at - STALE_S:
                 states[r] = RankState(r, "reported", data.get("exit_status"), data.get("exception"),
-                                      data.get("finished_at"), data.get("report"), data.get("host"))
+                                      data.get("finished_at"), data.get("report"), data.get("host"),
+                                      fingerprints=data.get("fingerprints"))
                 if states[r].exit_status not in (0, None):
                     deadline = min(deadline, time.monotonic() + AFTER_FAILURE_S)
                 continue

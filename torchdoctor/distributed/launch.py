@@ -112,7 +112,8 @@ class RankContext:
         with contextlib.suppress(OSError):
             exchange.leave_marker(self)
 
-    def finish(self, report: Report, exit_status: int, exception: BaseException | None) -> Report:
+    def finish(self, report: Report, exit_status: int, exception: BaseException | None,
+               disabled: set[str] | None = None) -> Report:
         """After Doctor.stop: a rank other than 0 leaves its report for rank 0 (and returns its own);
         rank 0 waits for theirs and returns the merged report."""
         if not self.is_main:
@@ -122,7 +123,7 @@ class RankContext:
             return report
         try:
             ranks = self.gather(failed=exit_status not in (0, None))
-            return merge(report, self, ranks, exit_status, exception)
+            return merge(report, self, ranks, exit_status, exception, disabled or set())
         except Exception as exc:  # the run's own report still comes out
             report.internal_errors.append(f"gathering the ranks' reports: {type(exc).__name__}: {exc}")
             report.timeline.run.world_size = self.world_size

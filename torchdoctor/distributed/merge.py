@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from ..findings import Finding
 from ..jsonreport import from_dict, jsonable
 from ..report import Report
+from ..rules import ddp_out_of_sync as sync_rules
 from ..rules import ranks as rank_rules
 from .exchange import RankState, describe
 
@@ -31,7 +32,7 @@ class World(Protocol):
 
 
 def merge(own: Report, ctx: World, states: dict[int, RankState], exit_status: int,
-          exception: BaseException | None) -> Report:
+          exception: BaseException | None, disabled: set[str] | frozenset[str] = frozenset()) -> Report:
     """Rank 0's report with every rank's findings (evidence.rank on each), the world size, how each
     rank ended, and a `script_error` for each other rank that failed on its own without saying why,
     or never reported."""
@@ -49,13 +50,32 @@ def merge(own: Report, ctx: World, states: dict[int, RankState], exit_status: in
         internal += [f"rank {r}: {m}" for m in state.report.get("internal_errors") or []]
     own_state = RankState(0, "reported", exit_status, describe(exception), time.time(), host=socket.gethostname())
     everyone = {0: own_state, **states}
-    findings = rank_rules.explain(_deduplicate(tagged), {r: s.outcome() for r, s in everyone.items()},
+    merged = _deduplicate(tagged)
+    if sync_rules.CODE not in disabled:  # the cross-rank half of the rule, judged here on rank 0
+        merged += _out_of_sync(own, states, merged, ctx.world_size, internal)
+    findings = rank_rules.explain(merged, {r: s.outcome() for r, s in everyone.items()},
                                   ctx.world_size, ctx.timeout_s, ctx.timeout_setting)
     ranks = [own_state.summary()] + [states[r].summary() for r in sorted(states)]
     for entry in ranks:
         if entry["status"] == "reported":
             entry.setdefault("steps", len(own.timeline.steps) if entry["rank"] == 0 else None)
     return dataclasses.replace(own, findings=findings, internal_errors=internal, ranks=ranks)
+
+
+def _out_of_sync(own: Report, states: dict[int, RankState], findings: list[Finding], world_size: int,
+                 internal: list[str]) -> list[Finding]:
+    """A `ddp_out_of_sync` when the ranks' parameter fingerprints differ at the same step, unless a
+    rank already found why (its forwards bypassed the DDP wrapper)."""
+    if any(f.code == sync_rules.CODE for f in findings):
+        return []
+    by_rank = {0: sync_rules.fingerprints(own.timeline)}
+    by_rank |= {r: s.fingerprints for r, s in states.items() if s.fingerprints}
+    try:
+        found = sync_rules.compare(by_rank, world_size)
+    except Exception as exc:
+        internal.append(f"comparing the ranks' parameters: {type(exc).__name__}: {exc}")
+        return []
+    return [found] if found is not None else []
 
 
 def _with_rank(finding: Finding, rank: int, ranks: list[int] | None = None) -> Finding:

@@ -29,12 +29,14 @@ from .loaders import Loaders
 from .memory import MemoryWatch
 from .models import Models, RootState, compiled_original, is_loss_module, training_forward
 from .optimizers import Optimizers
+from .ranksync import RankSync
 from .readback import ReadbackQueue
 from .roles import Roles
 from .sampling import Sampling
 from .state import Latest
 from .steps import Steps
 from .terms import LossParts, targets_kind
+from .workers import merge_workers
 
 __all__ = ["Recorder", "RootState", "Shared"]
 
@@ -66,10 +68,13 @@ class Recorder:
         self.roles = Roles(self.timeline, self.models, self.queue)
         self.leakage = Leakage(self.timeline, self.queue)
         self.invariants = Invariants(self.timeline, self.models)
+        self.ranksync = RankSync(self.timeline, self.models, self.queue)
+        self.worker_timelines: list[dict[str, Any]] = []  # handed back by forked workers (Hogwild)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
         self.loader_sites: dict[int, dict[str, Any]] = {}  # id(loader) -> where the script built it
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
                            self.sampling, self.failures, self.memory, self.queue, self.parts, self.roles)
+        self.steps.listeners.append(self._fingerprint_step)
 
     # -- what the session and the renderers read ---------------------------------------------
     def internal_error(self, message: str, exc: BaseException | None = None) -> None:
@@ -112,6 +117,7 @@ class Recorder:
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
             self.roles.on_training_input(state.label, args, self.step)
             self.leakage.on_training_input(module, args, self.step, self.sampling.due(self.step))
+            self.ranksync.on_training_forward(module, self.step)
             if self.step < TARGETS_STEPS:  # before the forward: a crash in it still knows the task
                 self.on_training_call(module, args, {})
         return state
@@ -273,6 +279,34 @@ class Recorder:
     def on_scheduler_step(self, scheduler: Any) -> None:
         self.invariants.on_scheduler_step(scheduler, self.step)
 
+    @guarded
+    def on_ddp_wrap(self, ddp: Any) -> None:
+        """A DistributedDataParallel was built (DDP probe): remember which model it wraps."""
+        self.ranksync.on_ddp_wrap(ddp)
+
+    @guarded
+    def on_worker_start(self) -> int:
+        """In a forked worker, before its target: the steps the parent had recorded."""
+        return len(self.timeline.steps)
+
+    @guarded
+    def on_worker_exit(self, mark: int | None) -> Timeline | None:
+        """In a forked worker, after its target: its timeline (its own steps), or None if it trained nothing."""
+        if len(self.timeline.steps) <= (mark or 0):
+            return None  # a DataLoader worker, or one that trained nothing: no finalize (no device reads)
+        self.finalize()
+        self.timeline.steps = self.timeline.steps[mark or 0:]
+        return self.timeline
+
+    @guarded
+    def on_worker_timelines(self, handed: list[dict[str, Any]]) -> None:
+        """In the parent: the timelines its workers handed back (merged at finalize)."""
+        self.worker_timelines.extend(handed)
+
+    @guarded
+    def _fingerprint_step(self) -> None:
+        self.ranksync.after_step(self.steps.step - 1)
+
     # -- data loading (data probe) ---------------------------------------------------------------
     @guarded
     def on_loader_iter(self, loader: Any) -> int:
@@ -303,11 +337,19 @@ class Recorder:
         self.roles.finish()
         self.invariants.finish()
         self.leakage.finish()
+        self.ranksync.finish()
         steps = self.steps
         self.failures.catch_unstepped(steps.pending_losses, steps.first_pending_context, self.step, self.epoch)
         steps.pending_losses = []
         if self.loaders.train_loader is not None:
             self.timeline.run.epochs = self.loaders.epochs_seen
+        if self.worker_timelines:
+            handed, self.worker_timelines = self.worker_timelines, []
+            self._merge_workers(handed)
+
+    @guarded
+    def _merge_workers(self, handed: list[dict[str, Any]]) -> None:
+        merge_workers(self.timeline, handed)
 
     @guarded
     def _finish_measurements(self) -> None:

@@ -86,6 +86,8 @@ RELATIONS: tuple[Relation, ...] = (
              "the schedule ran the learning rate down to nothing"),
     Relation("optimizer_no_update", frozenset({"loss_plateau", "frozen_parameters"}), ANYWHERE,
              "steps that change no weight cannot lower the loss"),
+    Relation("labels_misaligned", frozenset({"overfitting", "loss_plateau"}), ANYWHERE,
+             "labels apart from their inputs: memorized, never learned"),
     Relation("exploding_gradients", frozenset({"nonfinite_loss", "nonfinite_gradient"}), AT_OR_AFTER,
              "the exploding gradients overflowed to NaN/Inf", unless={"origin": "input"}),
     Relation("exploding_gradients", frozenset({"dead_units", "saturated_activations", "vanishing_gradients"}),

@@ -37,11 +37,15 @@ def data_leakage(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     fingerprinted (a training-accuracy pass); another model's forward on the training batch (a
     distillation teacher); augmented training inputs
     (they never match); data whose own batches repeat samples (discrete inputs, oversampling);
-    a run that trains on one batch over and over (an overfit-one-batch check) and evaluates on it.
+    a run that trains on one batch over and over (an overfit-one-batch check) and evaluates on it;
+    forwards without gradients when no evaluation computed a loss (predictions on a few training
+    rows printed as a sanity check: there is no validation number to be misled by).
     """
     leak = tl.habits.leakage
     if not leak or not leak.get("val_rows"):
         return
+    if not tl.validation():
+        return  # no evaluation computed a loss: predictions on a few training rows are a sanity check
     rows, seen = leak["val_rows"], leak["val_seen"]
     if leak["train_rows"] and leak["train_duplicates"] > p["max_duplicates"] * leak["train_rows"]:
         return
