@@ -7,6 +7,7 @@ import linecache
 import os
 import re
 import sys
+import types
 from dataclasses import dataclass, field
 
 import torch
@@ -58,6 +59,22 @@ LOSS_LIKE = re.compile(r"loss|criterion|crit$", re.IGNORECASE)
 CALLEE = re.compile(r"(?<![\w.)\]])((?:self\.)?[A-Za-z_]\w*)\s*\(")
 
 
+def user_frame(depth: int = 40) -> types.FrameType | None:
+    """The first frame outside torch and torchdoctor (the user's code that made this call), within
+    `depth` frames; None when there is none."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:
+        return None
+    while frame is not None and depth > 0:
+        depth -= 1
+        filename = frame.f_code.co_filename
+        if not filename.startswith(OWN_DIRS) and not filename.startswith("<frozen"):
+            return frame
+        frame = frame.f_back
+    return None
+
+
 def script_name(module: torch.nn.Module, depth: int = 40) -> str | None:
     """The name the script calls a model by (`netG` in `netG(noise)`, `self.generator(z)`), from
     the first frame outside torch and torchdoctor; read once, when the model is discovered.
@@ -66,17 +83,8 @@ def script_name(module: torch.nn.Module, depth: int = 40) -> str | None:
     snapshot of them on the frame, holding every local (the epoch's DataLoader) until the
     function returns. At module level its names are its globals, checked by identity; in a
     function the call on the frame's line names it, when that line calls one local or attribute."""
-    try:
-        frame = sys._getframe(1)
-    except ValueError:
-        return None
-    while frame is not None and depth > 0:
-        depth -= 1
-        filename = frame.f_code.co_filename
-        if not filename.startswith(OWN_DIRS) and not filename.startswith("<frozen"):
-            break
-        frame = frame.f_back
-    if frame is None or depth == 0:
+    frame = user_frame(depth)
+    if frame is None:
         return None
     if frame.f_code.co_name == "<module>":
         return next((name for name, value in frame.f_globals.items() if value is module), None)

@@ -15,13 +15,12 @@ Two observations, both cheap, both only in a run of more than one rank:
 from __future__ import annotations
 
 import linecache
-import sys
 from typing import Any
 
 import torch
 
 from ..timeline import Event, Timeline
-from .models import OWN_DIRS, Models
+from .models import Models, user_frame
 from .readback import ReadbackQueue
 
 SAMPLE = 64  # elements summed per parameter
@@ -115,15 +114,8 @@ def _sample(p: torch.Tensor) -> torch.Tensor:
 
 def user_site(depth: int = 40) -> dict[str, Any] | None:
     """The first frame outside torch and torchdoctor: the user's statement that made the call."""
-    try:
-        frame = sys._getframe(1)
-    except ValueError:
+    frame = user_frame(depth)
+    if frame is None:
         return None
-    while frame is not None and depth > 0:
-        depth -= 1
-        filename = frame.f_code.co_filename
-        if not filename.startswith(OWN_DIRS) and not filename.startswith("<frozen"):
-            line = linecache.getline(filename, frame.f_lineno).strip()
-            return {"file": filename, "line": frame.f_lineno, "text": line}
-        frame = frame.f_back
-    return None
+    filename = frame.f_code.co_filename
+    return {"file": filename, "line": frame.f_lineno, "text": linecache.getline(filename, frame.f_lineno).strip()}
