@@ -134,3 +134,17 @@ def test_fix_reads_the_config_it_is_given_and_runs_modules(tmp_path):
     assert json.loads(out.read_text())["attempts"] == []
     result = cli("fix", "--config", str(tmp_path / "missing.toml"), "trainmod.py", cwd=tmp_path)
     assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_fix_checkpoints_the_blocks_when_a_step_does_not_fit_the_budget(tmp_path):
+    from tests.conftest import ROOT
+
+    out = tmp_path / "out.json"
+    result = cli("fix", "--memory-budget", "96MiB", "--json", str(out), str(ROOT / "examples" / "memory_budget.py"),
+                 "--steps", "2")
+    assert result.returncode == 0, result.stderr
+    attempts = json.loads(out.read_text())["attempts"]
+    # the batch size is no DataLoader's in this script (nothing to change from outside): undone, then
+    # checkpointing the blocks the rule names makes the step fit
+    assert [(a["fix"], a["kept"]) for a in attempts] == [("reduce_batch_size", False), ("gradient_checkpointing", True)]
+    assert attempts[-1]["healthy_after"] and attempts[-1]["params"]["modules"]

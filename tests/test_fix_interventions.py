@@ -397,3 +397,33 @@ def test_early_stopping_stops_training_loader_only(k, expected):
     assert train_batches == expected
     assert val_batches == [2] * 5
     assert sum(1 for _ in train) == 2  # outside: the loader yields again
+
+
+def test_gradient_checkpointing_saves_fewer_tensors_and_computes_the_same():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 64), nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU()),
+                          nn.Linear(64, 2))
+    x = torch.randn(8, 16)
+
+    def saved_and_grads() -> tuple[int, torch.Tensor, list[torch.Tensor]]:
+        count = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            count[0] += 1
+            return t
+
+        model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        out.sum().backward()
+        return count[0], out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    plain_saved, plain_out, plain_grads = saved_and_grads()
+    with intervention("gradient_checkpointing", {"modules": ["1"]}):
+        saved, out, grads = saved_and_grads()
+        with torch.no_grad():
+            assert torch.equal(model(x), plain_out)  # no gradients: the block runs as it is
+    assert saved < plain_saved
+    assert torch.allclose(out, plain_out) and all(torch.allclose(a, b) for a, b in zip(grads, plain_grads, strict=True))
+    assert "forward" not in model[1].__dict__  # the block's own forward again
+    assert saved_and_grads()[0] == plain_saved

@@ -312,11 +312,14 @@ def explain(code: str) -> None:
 @click.option("--set", "settings", multiple=True, metavar="CODE.THRESHOLD=VALUE", help="Change a rule's threshold.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), metavar="PYPROJECT",
               help="Read [tool.torchdoctor] from this file (default: the nearest pyproject.toml above the script).")
+@click.option("--memory-budget", metavar="SIZE",
+              help="Check that a training step fits in SIZE (e.g. 16GiB): fix a step that does not.")
 @click.option("-m", "module", is_flag=True, help="Run TARGET as a module, like `python -m`.")
 @click.argument("target", metavar="SCRIPT|MODULE")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fix(tries: int, json_path: str | None, patch_path: str | None, disable: tuple[str, ...],
-        settings: tuple[str, ...], config_path: str | None, module: bool, target: str, args: tuple[str, ...]) -> int:
+        settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, module: bool, target: str,
+        args: tuple[str, ...]) -> int:
     """Run a script, apply the worst finding's fix from outside the code, re-run, compare.
 
     The fix is applied to PyTorch for the re-run (the optimizer's param groups, step and forward
@@ -330,7 +333,7 @@ def fix(tries: int, json_path: str | None, patch_path: str | None, disable: tupl
     json_target = check_output_path(json_path, "--json") if json_path else None
     patch_target = check_output_path(patch_path, "--patch") if patch_path else None
     started_in = Path.cwd()
-    prepared, config = prepare_target(target, module, config_path, disable, settings, None, None)
+    prepared, config = prepare_target(target, module, config_path, disable, settings, None, memory_budget)
     from .repair import fix_script
     from .repair.loop import table
 

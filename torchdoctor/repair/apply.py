@@ -35,6 +35,7 @@ SUPPORTED: dict[str, tuple[Intervention, tuple[tuple[str, ...], ...]]] = {
     "clean_input_data": (model_fixes.clean_input_data, ((),)),
     "call_eval": (model_fixes.call_eval, ((),)),
     "augment_data": (model_fixes.augment_data, (("padding",),)),
+    "gradient_checkpointing": (model_fixes.gradient_checkpointing, (("modules",),)),
     "add_dropout": (model_fixes.add_dropout, (("before",), ("modules",))),
     "more_dataloader_workers": (loop_fixes.more_dataloader_workers, (("num_workers",),)),
     "reduce_batch_size": (loop_fixes.reduce_batch_size, (("batch_size",),)),

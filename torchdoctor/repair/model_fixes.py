@@ -272,3 +272,33 @@ def call_eval(params: dict[str, Any]) -> Iterator[None]:
 
     with root_calls(on_call=on_call):
         yield
+
+
+class _Restore:
+    """A handle whose remove() gives a module back the forward it had."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def remove(self) -> None:
+        self.module.__dict__.pop("forward", None)
+
+
+def gradient_checkpointing(params: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
+    """Each named block's training forward (gradients on, the block in train()) runs under
+    `torch.utils.checkpoint` (non-reentrant): its activations are recomputed in backward instead of
+    kept, the numbers are the same."""
+    from torch.utils.checkpoint import checkpoint
+
+    def install(module: nn.Module, name: str) -> Any:
+        original = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled() and module.training:
+                return checkpoint(original, *args, use_reentrant=False, **kwargs)
+            return original(*args, **kwargs)
+
+        module.forward = forward  # type: ignore[method-assign]
+        return _Restore(module)
+
+    return _on_named_each(list(params["modules"]), install)
