@@ -186,3 +186,19 @@ def test_a_loss_climbing_past_four_times_its_start_is_rolled_back_before_it_goes
     backs = [e for e in events if e.data["action"] == "rollback"]
     assert backs and "4x its start" in backs[0].data["before"]
     assert math.isfinite(losses[-1]) and losses[-1] < losses[0]
+
+
+def test_the_copy_goes_to_ram_off_a_gpu_and_restores_the_exact_state():
+    from torchdoctor.heal.snapshot import Snapshot, copy_device
+
+    net = model()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    train(net, opt, data(5))
+    assert copy_device(list(net.parameters()), opt.state_dict()) == torch.device("cpu")
+    snap = Snapshot(opt, 5)
+    weights = [p.detach().clone() for p in net.parameters()]
+    moments = [opt.state[p]["exp_avg"].clone() for p in net.parameters()]
+    train(net, opt, data(5))  # move on, then come back
+    snap.restore(opt)
+    assert all(torch.equal(a, b) for a, b in zip(weights, net.parameters(), strict=True))
+    assert all(torch.equal(m, opt.state[p]["exp_avg"]) for m, p in zip(moments, net.parameters(), strict=True))
