@@ -44,6 +44,7 @@ def resnet18() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 @contextlib.contextmanager
 def mode(name: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """plain, anomaly, run, watch, or `run-NAME`: `run` with the probe NAME switched off."""
     if name == "plain":
         yield
     elif name == "anomaly":
@@ -52,7 +53,9 @@ def mode(name: str, model: nn.Module, optimizer: torch.optim.Optimizer) -> Itera
     else:
         from torchdoctor.session import Doctor
 
-        doctor = Doctor(model, optimizer, print_report=False) if name == "watch" else Doctor(print_report=False)
+        off = {name[4:]} if name.startswith("run-") else set()
+        doctor = Doctor(model, optimizer, print_report=False) if name == "watch" else \
+            Doctor(print_report=False, probes_off=off)
         with doctor:
             yield
 
@@ -87,21 +90,34 @@ def timed(step: Callable[[], None], steps: int, warmup: int = WARMUP) -> float:
 MODES = ("plain", "run", "watch", "anomaly")
 
 
+def timed_early(step: Callable[[], None], steps: int) -> float:
+    """Mean seconds per step over a run's first `steps` steps, discovery and the dense sampling of
+    the first steps included (no warm-up: the start is what is measured)."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def measure(make: Callable[[], tuple[nn.Module, torch.Tensor, torch.Tensor]], rounds: int,
-            steps: int) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
+            steps: int, modes: tuple[str, ...] = MODES,
+            early: bool = False) -> tuple[dict[str, float], dict[str, tuple[float, float, float]]]:
     """Median step time per mode, and the median over rounds of each round's ratio to plain:
     the modes of one round run back to back, so a round's ratio is not moved by the machine
-    getting slower or faster between rounds (on a shared 2-core VM it does, by 2x)."""
-    torch.manual_seed(0)
-    model, x, y = make()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    step = step_fn(model, optimizer, x, y)
-    results: dict[str, list[float]] = {m: [] for m in MODES}
+    getting slower or faster between rounds (on a shared 2-core VM it does, by 2x). `early`: the
+    mean over a fresh model's first `steps` steps instead of the steady state."""
+    results: dict[str, list[float]] = {m: [] for m in modes}
+    model = optimizer = step = None
     for r in range(rounds):
-        order = MODES if r % 2 == 0 else tuple(reversed(MODES))  # no mode always first after another
+        order = modes if r % 2 == 0 else tuple(reversed(modes))  # no mode always first after another
         for name in order:
+            if early or step is None:  # a run's start is measured on a model torchdoctor has not seen
+                torch.manual_seed(0)
+                model, x, y = make()
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+                step = step_fn(model, optimizer, x, y)
             with mode(name, model, optimizer):
-                results[name].append(timed(step, steps))
+                results[name].append(timed_early(step, steps) if early else timed(step, steps))
     times = {name: statistics.median(values) for name, values in results.items()}
     ratios = {name: _quartiles([v / p for v, p in zip(values, results["plain"], strict=True)])
               for name, values in results.items()}
@@ -164,12 +180,22 @@ def steady_allocator() -> None:
         pass  # not glibc: measure as is
 
 
+def show(times: dict[str, float], ratios: dict[str, tuple[float, float, float]], modes: tuple[str, ...]) -> None:
+    for m in modes:
+        q1, median, q3 = ratios[m]
+        print(f"    {m:8s} {times[m] * 1e3:8.2f} ms   {median:5.3f}x   (rounds' middle half {q1:5.3f}-{q3:5.3f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18")
+    parser.add_argument("--early", type=int, default=0, metavar="N",
+                        help="also the mean over a run's first N steps (discovery and dense sampling), e.g. 200")
+    parser.add_argument("--probes", action="store_true",
+                        help="also `run` with each probe switched off in turn: what each costs")
     args = parser.parse_args()
     steady_allocator()
     torch.set_num_threads(args.threads)
@@ -180,9 +206,19 @@ def main() -> None:
         name, make = workloads[key.strip()]
         times, ratios = measure(make, args.rounds, args.steps)
         print(f"  {name}")
-        for m in MODES:
-            q1, median, q3 = ratios[m]
-            print(f"    {m:8s} {times[m] * 1e3:8.2f} ms   {median:5.3f}x   (rounds' middle half {q1:5.3f}-{q3:5.3f}x)")
+        show(times, ratios, MODES)
+        if args.early:
+            times, ratios = measure(make, args.rounds, args.early, ("plain", "run", "watch"), early=True)
+            print(f"    over the first {args.early} steps:")
+            show(times, ratios, ("plain", "run", "watch"))
+        if args.probes:
+            from torchdoctor.session import OPTIONAL_PROBES
+
+            off = tuple(f"run-{p}" for p in OPTIONAL_PROBES)
+            times, ratios = measure(make, args.rounds, args.steps, ("plain", "run", *off))
+            print("    probe        run without it   its cost (run's ratio minus this one)")
+            for m in off:
+                print(f"    {m[4:]:12s} {ratios[m][1]:5.3f}x          {ratios['run'][1] - ratios[m][1]:+.3f}")
     print(f"  NaN reported {nan_latency()} steps after it appeared")
     torch_s, ours_s = import_time()
     print(f"  import torch {torch_s:.2f} s; then import torchdoctor +{ours_s:.3f} s "

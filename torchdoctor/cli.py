@@ -76,6 +76,9 @@ def cli() -> None:
 @click.option("--heal", is_flag=True,
               help="Act inside the run: skip a step whose gradients are NaN/Inf, roll back to the last good state "
               "and lower the lr when the loss stays non-finite; every action is reported (healed).")
+@click.option("--no-probe", "probes_off", multiple=True, metavar="NAME",
+              help="Switch a probe off (repeatable): data, losses, schedulers, sources, clipping, ddp, workers; "
+              "README's overhead table says what each costs and which findings need it.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the report (use with --json).")
 @click.option("-v", "--verbose", is_flag=True, help="Show info findings and full evidence.")
 @click.argument("target", metavar="SCRIPT|MODULE")
@@ -83,7 +86,7 @@ def cli() -> None:
 def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple[str, ...],
         settings: tuple[str, ...], config_path: str | None, memory_budget: str | None, memory_report: bool,
         gradient_report: bool, html_path: str | None, live: bool | None, patch_path: str | None, heal: bool,
-        quiet: bool, verbose: bool, target: str, args: tuple[str, ...]) -> int:
+        probes_off: tuple[str, ...], quiet: bool, verbose: bool, target: str, args: tuple[str, ...]) -> int:
     """Run a training script unchanged and diagnose it.
 
     Everything after SCRIPT belongs to the script: torchdoctor run train.py --epochs 3
@@ -98,9 +101,13 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     options = {"memory_report": memory_report, "gradient_report": gradient_report, "html_path": html_target,
                "heal": heal,
                "live": live if live is not None else (not quiet and sys.stdout.isatty() and sys.stderr.isatty())}
-    from .session import Doctor
+    from .session import OPTIONAL_PROBES, Doctor
 
-    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose, **options)
+    unknown = sorted(set(probes_off) - set(OPTIONAL_PROBES))
+    if unknown:
+        raise BadInput(f"--no-probe {unknown[0]}: no such probe (one of: {', '.join(OPTIONAL_PROBES)})")
+    doctor = Doctor(config=config, json_path=json_target, print_report=not quiet, verbose=verbose,
+                    probes_off=probes_off, **options)
     try:
         return doctor.run(prepared, list(args)).status
     finally:

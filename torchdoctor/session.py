@@ -7,7 +7,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +47,19 @@ class RunResult:
     script_status: int
 
 
+# The probes a run can do without (`probes_off`, `--no-probe NAME`): what each one's findings need is
+# in README's overhead table. Module forwards, optimizer steps and backward() are always watched.
+OPTIONAL_PROBES: dict[str, Callable[[Recorder], Any]] = {
+    "data": DataProbe,  # DataLoader iteration: epochs, loader waits, batches a NaN is traced to
+    "losses": LossProbe,  # the functional losses: chance level, loss inputs, evaluation losses
+    "schedulers": SchedulerProbe,  # scheduler.step(): scheduler_misuse
+    "sources": lambda rec: SourceProbe(rec.timeline, rec),  # where the script built things: fix locations
+    "clipping": ClipProbe,  # clip_grad_norm_ under a GradScaler: amp_clip_before_unscale
+    "ddp": DDPProbe,  # DistributedDataParallel: ddp_out_of_sync
+    "workers": WorkerProbe,  # forked multiprocessing workers: Hogwild runs
+}
+
+
 class Doctor:
     """Watches training in this process and diagnoses it when the watch ends.
 
@@ -71,6 +84,7 @@ class Doctor:
         html_path: str | os.PathLike[str] | None = None,
         live: Any = False,
         heal: bool = False,
+        probes_off: Collection[str] = (),
     ) -> None:
         self.models = _as_list(models)
         self.optimizers = _as_list(optimizers)
@@ -84,6 +98,11 @@ class Doctor:
         self.html_path = Path(html_path).resolve() if html_path else None
         self.live = live
         self.heal = heal  # act inside the run (heal/): skip poisoned steps, roll back; off by default
+        unknown = set(probes_off) - set(OPTIONAL_PROBES)
+        if unknown:
+            raise ValueError(f"no such probe: {', '.join(sorted(unknown))} (the probes that can be switched off: "
+                             f"{', '.join(OPTIONAL_PROBES)})")
+        self.probes_off = frozenset(probes_off)
         self._healer: Any = None
         self._progress: Any = None
         self.json_path = Path(json_path).resolve() if json_path else None
@@ -107,10 +126,8 @@ class Doctor:
         self.report = None
         self.recorder = Recorder(self.models or None, self.optimizers or None)
         modules = ModuleProbe(self.recorder)
-        self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder),
-                        DataProbe(self.recorder), LossProbe(self.recorder), SchedulerProbe(self.recorder),
-                        SourceProbe(self.recorder.timeline, self.recorder), ClipProbe(self.recorder),
-                        DDPProbe(self.recorder), WorkerProbe(self.recorder)]
+        self._probes = [modules, OptimizerProbe(self.recorder, modules), BackwardProbe(self.recorder)]
+        self._probes += [make(self.recorder) for name, make in OPTIONAL_PROBES.items() if name not in self.probes_off]
         installed = []
         for probe in self._probes:
             try:
