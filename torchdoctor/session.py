@@ -18,16 +18,10 @@ from .config import FAIL_ON_STATUS, Config
 from .execfile import Outcome, Target
 from .findings import Severity
 from .probes.backward import BackwardProbe
-from .probes.clipping import ClipProbe
-from .probes.data import DataProbe
-from .probes.ddp import DDPProbe
-from .probes.losses import LossProbe
 from .probes.modules import ModuleProbe
 from .probes.optimizer import OptimizerProbe
+from .probes.optional import OPTIONAL_PROBES
 from .probes.process import peak_rss
-from .probes.schedulers import SchedulerProbe
-from .probes.sources import SourceProbe
-from .probes.workers import WorkerProbe
 from .recorder import Recorder
 from .report import Report
 
@@ -45,19 +39,6 @@ class RunResult:
     report: Report
     status: int
     script_status: int
-
-
-# The probes a run can do without (`probes_off`, `--no-probe NAME`): what each one's findings need is
-# in README's overhead table. Module forwards, optimizer steps and backward() are always watched.
-OPTIONAL_PROBES: dict[str, Callable[[Recorder], Any]] = {
-    "data": DataProbe,  # DataLoader iteration: epochs, loader waits, batches a NaN is traced to
-    "losses": LossProbe,  # the functional losses: chance level, loss inputs, evaluation losses
-    "schedulers": SchedulerProbe,  # scheduler.step(): scheduler_misuse
-    "sources": lambda rec: SourceProbe(rec.timeline, rec),  # where the script built things: fix locations
-    "clipping": ClipProbe,  # clip_grad_norm_ under a GradScaler: amp_clip_before_unscale
-    "ddp": DDPProbe,  # DistributedDataParallel: ddp_out_of_sync
-    "workers": WorkerProbe,  # forked multiprocessing workers: Hogwild runs
-}
 
 
 class Doctor:
