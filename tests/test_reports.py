@@ -19,8 +19,8 @@ import torchdoctor
 from tests.conftest import EXAMPLES, cli, run_script
 from torchdoctor import jsonreport
 from torchdoctor.findings import Finding, Severity
+from torchdoctor.formatting import sparkline
 from torchdoctor.render import render
-from torchdoctor.render.gradients import sparkline
 from torchdoctor.render.html import render_html
 from torchdoctor.report import Report
 from torchdoctor.timeline import Timeline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 
 def fmt(value: float | None) -> str:
@@ -37,3 +38,32 @@ def short_message(text: str, limit: int = 80) -> str:
     line = text.strip().splitlines()[0] if text.strip() else text
     line = re.sub(r"\[[^\]\s]*\.(?:cc|cpp|h|hpp):\d+\]\s*", "", line)
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def log_bounds(values: list[Any]) -> tuple[float, float] | None:
+    """The log10 range of the finite positive values (None when there is none): the scale of a
+    sparkline, or of several drawn to compare."""
+    logs = [math.log10(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    return (min(logs), max(logs)) if logs else None
+
+
+def sparkline(values: list[Any], bounds: tuple[float, float] | None = None, zero: str = " ") -> str:
+    """Log-scaled bars, since norms and losses move by orders of magnitude; ✗ where a value was not
+    finite, `zero` where it was 0 or below. `bounds`: a log10 range shared with other lines (else
+    this line's own); "" when there is nothing to draw."""
+    bounds = bounds or log_bounds(values)
+    if bounds is None:
+        return ""
+    low, span = bounds[0], (bounds[1] - bounds[0]) or 1.0
+    out = []
+    for v in values:
+        if not isinstance(v, (int, float)) or not math.isfinite(v):
+            out.append("✗")
+        elif v <= 0:
+            out.append(zero)
+        else:
+            out.append(BARS[min(len(BARS) - 1, max(0, int((math.log10(v) - low) / span * (len(BARS) - 1) + 0.5)))])
+    return "".join(out)

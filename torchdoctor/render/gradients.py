@@ -3,39 +3,17 @@ moves its weights, and how that went over the run; the layers a finding names st
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ..formatting import fmt
+from ..formatting import fmt, sparkline
 from .terminal import default_console
 
 if TYPE_CHECKING:
     from ..report import Report
-
-BARS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: list[Any]) -> str:
-    """Log-scaled, since gradient norms move by orders of magnitude; ✗ where a value was not finite."""
-    finite = [math.log10(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
-    if not finite:
-        return ""
-    low, high = min(finite), max(finite)
-    span = high - low or 1.0
-    out = []
-    for v in values:
-        if not isinstance(v, (int, float)) or not math.isfinite(v):
-            out.append("✗")
-        elif v <= 0:
-            out.append(" ")
-        else:
-            out.append(BARS[min(len(BARS) - 1, int((math.log10(v) - low) / span * (len(BARS) - 1) + 0.5))])
-    return "".join(out)
-
 
 def render_gradients(report: Report, console: Console | None = None, verbose: bool = False) -> None:
     console = console or default_console()

@@ -22,7 +22,7 @@ import torch
 from ..config import Config
 from ..execfile import Target
 from ..findings import Finding, Fix
-from ..formatting import fmt
+from ..formatting import BARS, fmt, log_bounds, sparkline
 from ..report import Report
 from ..session import Doctor, RunResult
 from .apply import intervention, supported
@@ -166,7 +166,6 @@ def summarize(label: str, run: RunResult) -> RunSummary:
 
 
 CURVE_POINTS = 16
-BARS = "▁▂▃▄▅▆▇█"
 
 
 def _chunks(values: list[float], points: int = CURVE_POINTS) -> list[float]:
@@ -181,19 +180,10 @@ def _chunks(values: list[float], points: int = CURVE_POINTS) -> list[float]:
 def curves(series: list[list[float]]) -> list[str]:
     """Each run's curve as a sparkline on one log scale for all of them, so the columns compare;
     ✗ where the loss was NaN/Inf."""
-    finite = [math.log10(v) for s in series for v in s if math.isfinite(v) and v > 0]
-    if not finite:
+    bounds = log_bounds([v for s in series for v in s])
+    if bounds is None:
         return ["" for _ in series]
-    low, span = min(finite), (max(finite) - min(finite)) or 1.0
-
-    def bar(v: float) -> str:
-        if not math.isfinite(v):
-            return "✗"
-        if v <= 0:
-            return BARS[0]
-        return BARS[min(len(BARS) - 1, max(0, int((math.log10(v) - low) / span * (len(BARS) - 1) + 0.5)))]
-
-    return ["".join(bar(v) for v in s) for s in series]
+    return [sparkline(s, bounds, zero=BARS[0]) for s in series]
 
 
 def table(result: FixResult) -> str:
