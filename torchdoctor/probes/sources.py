@@ -111,31 +111,16 @@ class SourceProbe:
         torchdoctor's or an installed library's (a fix must not edit a file in site-packages).
         `direct`: only when that frame built it itself; a layer that torchvision's resnet18()
         built has no line of the user's to rewrite (`model = resnet18()` has no in_features)."""
-        frame = sys._getframe(2)
-        while frame is not None:
-            name = frame.f_code.co_filename
-            path = os.path.abspath(name)
-            library = "-packages" + os.sep in path and not path.startswith(_OWN_DIRS)
-            if not path.startswith(_LIBRARY_DIRS) and not library:
-                return self.statement(name, path, frame.f_lineno)
-            if direct and library:
-                return None
-            frame = frame.f_back  # type: ignore[assignment]
-        return None
+        found = _user_frame(direct)
+        return self.statement(*found) if found is not None else None
 
     def evaluation_site(self) -> dict[str, Any] | None:
         """The block of the user's code that runs an evaluation, seen from inside one of its
         forwards: the nearest enclosing `with torch.no_grad()` / `inference_mode()` statement, else
         the nearest enclosing `for` loop, all its lines (`indent`: its first line's). None without
         source or outside any such block. Called once per run (the first evaluation in train())."""
-        frame = sys._getframe(1)
-        while frame is not None:
-            name = frame.f_code.co_filename
-            path = os.path.abspath(name)
-            if not path.startswith(_LIBRARY_DIRS) and "-packages" + os.sep not in path:
-                return self._block(name, path, frame.f_lineno)
-            frame = frame.f_back  # type: ignore[assignment]
-        return None
+        found = _user_frame()
+        return self._block(*found) if found is not None else None
 
     def _block(self, name: str, path: str, line: int) -> dict[str, Any] | None:
         lines = linecache.getlines(name)
@@ -196,6 +181,23 @@ class SourceProbe:
     def _error(self, exc: BaseException) -> None:
         if self.recorder is not None:
             self.recorder.internal_error(f"optimizer source: {type(exc).__name__}: {exc}", exc)
+
+
+def _user_frame(direct: bool = False) -> tuple[str, str, int] | None:
+    """(file name, absolute path, line) of the first frame that is not torch's, torchdoctor's, the
+    standard library's or an installed package's: the user's code that made this call. `direct`:
+    None when an installed package stands between (it made the call, not the user)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        path = os.path.abspath(name)
+        library = "-packages" + os.sep in path and not path.startswith(_OWN_DIRS)
+        if not path.startswith(_LIBRARY_DIRS) and not library:
+            return name, path, frame.f_lineno
+        if direct and library:
+            return None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 def _wrap_init(original: Any, probe: SourceProbe) -> Any:
