@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from textwrap import dedent
 
 from ..findings import Fix
@@ -82,29 +83,34 @@ def _flag(tl: Timeline, node: ast.expr) -> str | None:
     return None
 
 
-def at_source(tl: Timeline, site: str, name: str, value: str, position: int | None = None) -> dict | None:
-    """The fix's place in the user's code: the statement recorded for `site` (where the probes saw
-    it made) with the argument `name` set to `value`, every other argument kept; None when the
-    statement was not recorded or is not a call that can be rewritten so."""
+def rewritten(tl: Timeline, site: str, edit: Callable[[dict], str | None]) -> dict | None:
+    """The fix's place in the user's code: the statement (or block) recorded for `site`, where the
+    probes saw it made, as `edit(source)` rewrites it; None when it was not recorded or the edit
+    cannot be made (None, or no change)."""
     source = tl.sources.get(site)
     if not source or not source.get("text") or not source.get("file"):
         return None
-    after = set_keyword(source["text"], name, value, position)
+    after = edit(source)
     if after is None or after == source["text"]:
         return None
     return {"file": source["file"], "line": source["line"], "before": source["text"], "after": after}
 
 
+def at_source(tl: Timeline, site: str, name: str, value: str, position: int | None = None) -> dict | None:
+    """The statement recorded for `site` with the argument `name` set to `value`, every other
+    argument kept; None when it is not a call that can be rewritten so."""
+    return rewritten(tl, site, lambda source: set_keyword(source["text"], name, value, position))
+
+
 def around_source(tl: Timeline, site: str, before: str, after: str) -> dict | None:
-    """The fix's place in the user's code: the block recorded for `site` with a line added before
-    it and one after it, at its indentation (`model.eval()` / `model.train()` around the
-    evaluation); None when the block was not recorded."""
-    source = tl.sources.get(site)
-    if not source or not source.get("text") or not source.get("file"):
-        return None
-    indent = source.get("indent", "")
-    return {"file": source["file"], "line": source["line"], "before": source["text"],
-            "after": f"{indent}{before}\n{source['text']}\n{indent}{after}"}
+    """The block recorded for `site` with a line added before it and one after it, at its
+    indentation (`model.eval()` / `model.train()` around the evaluation)."""
+
+    def wrap(source: dict) -> str:
+        indent = source.get("indent", "")
+        return f"{indent}{before}\n{source['text']}\n{indent}{after}"
+
+    return rewritten(tl, site, wrap)
 
 
 def without_probability_layer(tl: Timeline, kind: str, module: str | None) -> dict | None:
@@ -114,14 +120,11 @@ def without_probability_layer(tl: Timeline, kind: str, module: str | None) -> di
     call in it unwrapped. None when neither was recorded or can be rewritten so."""
     layer = tl.sources.get("output_layer")
     if module and layer and layer.get("module") == module and layer.get("type") == kind:
-        after = replace_layer(layer["text"], kind)
-        if after is not None:
-            return {"file": layer["file"], "line": layer["line"], "before": layer["text"], "after": after}
-    loss = tl.sources.get("loss")
-    if not module and loss and loss.get("text"):
-        after = unwrap_call(loss["text"], kind.lower())
-        if after is not None:
-            return {"file": loss["file"], "line": loss["line"], "before": loss["text"], "after": after}
+        location = rewritten(tl, "output_layer", lambda source: replace_layer(source["text"], kind))
+        if location is not None:
+            return location
+    if not module:
+        return rewritten(tl, "loss", lambda source: unwrap_call(source["text"], kind.lower()))
     return None
 
 
