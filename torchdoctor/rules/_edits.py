@@ -49,7 +49,7 @@ def argument_text(statement: str, name: str, position: int | None = None) -> str
     value = _argument(call, name, position) if call is not None else None
     if value is None:
         return None
-    return ast.get_source_segment("if True:\n" + statement if shift else statement, value)
+    return _segment(statement, shift, value)
 
 
 def _argument(call: ast.Call, name: str, position: int | None) -> ast.expr | None:
@@ -132,19 +132,21 @@ def replace_layer(statement: str, kind: str, replacement: str = "Identity") -> s
     replaced by `replacement()` under the same prefix (`nn.Identity()`): the layer's place, and so
     the indices of an `nn.Sequential` and its state_dict keys, stay. The last one is the output
     layer when the statement builds a whole Sequential. None when there is none."""
-    calls = [c for c in _calls(statement) if _callee(c) == kind and isinstance(c.func, (ast.Name, ast.Attribute))]
+    found, shift = _calls(statement)
+    calls = [c for c in found if _callee(c) == kind and isinstance(c.func, (ast.Name, ast.Attribute))]
     if not calls:
         return None
     call = calls[-1]
     prefix = ast.unparse(call.func.value) + "." if isinstance(call.func, ast.Attribute) else ""
-    return _replace_node(statement, call, f"{prefix}{replacement}()")
+    return _replace_node(statement, shift, call, f"{prefix}{replacement}()")
 
 
 def unwrap_call(statement: str, name: str) -> str | None:
     """`statement` with its last `name` call unwrapped to the tensor it was given: `F.softmax(out,
     dim=1)` and `torch.softmax(out, 1)` become `out`, the method `out.softmax(dim=1)` becomes
     `out`. None when the statement makes no such call."""
-    calls = [c for c in _calls(statement) if _callee(c) == name]
+    found, shift = _calls(statement)
+    calls = [c for c in found if _callee(c) == name]
     for call in reversed(calls):
         func = call.func
         if isinstance(func, ast.Attribute) and not _is_module_path(func.value) and not call.args[:1]:
@@ -153,9 +155,9 @@ def unwrap_call(statement: str, name: str) -> str | None:
             inner = call.args[0]
         else:
             continue
-        text = _segment(statement, inner)
+        text = _segment(statement, shift, inner)
         if text is not None:
-            return _replace_node(statement, call, text)
+            return _replace_node(statement, shift, call, text)
     return None
 
 
@@ -167,12 +169,11 @@ def _is_module_path(node: ast.expr) -> bool:
     return isinstance(node, ast.Name) and node.id in names
 
 
-def _calls(statement: str) -> list[ast.Call]:
-    body, _ = _parse(statement)
-    if not body:
-        return []
-    calls = [n for stmt in body for n in ast.walk(stmt) if isinstance(n, ast.Call)]
-    return sorted(calls, key=lambda c: (c.lineno, c.col_offset))
+def _calls(statement: str) -> tuple[list[ast.Call], int]:
+    """Every call in the statement, in source order, and the parse's line shift (see _parse)."""
+    body, shift = _parse(statement)
+    calls = [n for stmt in body or [] for n in ast.walk(stmt) if isinstance(n, ast.Call)]
+    return sorted(calls, key=lambda c: (c.lineno, c.col_offset)), shift
 
 
 def _callee(call: ast.Call) -> str | None:
@@ -180,13 +181,12 @@ def _callee(call: ast.Call) -> str | None:
     return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
 
 
-def _segment(statement: str, node: ast.AST) -> str | None:
-    _, shift = _parse(statement)
+def _segment(statement: str, shift: int, node: ast.AST) -> str | None:
+    """The source text of `node`, parsed from `statement` with `shift` lines put in front."""
     return ast.get_source_segment("if True:\n" + statement if shift else statement, node)
 
 
-def _replace_node(statement: str, node: ast.AST, text: str) -> str:
-    _, shift = _parse(statement)
+def _replace_node(statement: str, shift: int, node: ast.AST, text: str) -> str:
     offsets = _line_offsets(statement)
     start = _index(statement, offsets, node.lineno - shift, node.col_offset)  # type: ignore[attr-defined]
     end = _index(statement, offsets, (node.end_lineno or node.lineno) - shift, node.end_col_offset or 0)  # type: ignore[attr-defined]
