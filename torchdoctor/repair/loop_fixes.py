@@ -5,7 +5,6 @@ graph after backward."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,27 +13,25 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader
 
+from .swap import swapped
 
-@contextlib.contextmanager
-def _loader_arguments(change: Callable[[dict[str, Any]], None]) -> Iterator[None]:
+
+def _loader_arguments(change: Callable[[dict[str, Any]], None]) -> contextlib.AbstractContextManager[None]:
     """`change(arguments)` on the bound arguments of every DataLoader the script builds."""
-    original = DataLoader.__dict__["__init__"]
-    signature = inspect.signature(original)
 
-    @functools.wraps(original)
-    def init(self: DataLoader, *args: Any, **kwargs: Any) -> None:
-        try:
-            bound = signature.bind(self, *args, **kwargs)
-        except TypeError:
-            return original(self, *args, **kwargs)  # let DataLoader say what is wrong
-        change(bound.arguments)
-        return original(*bound.args, **bound.kwargs)
+    def wrap(original: Any) -> Callable[..., None]:
+        signature = inspect.signature(original)
 
-    DataLoader.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DataLoader.__init__ = original  # type: ignore[method-assign]
+        def init(self: DataLoader, *args: Any, **kwargs: Any) -> None:
+            try:
+                bound = signature.bind(self, *args, **kwargs)
+            except TypeError:
+                return original(self, *args, **kwargs)  # let DataLoader say what is wrong
+            change(bound.arguments)
+            return original(*bound.args, **bound.kwargs)
+        return init
+
+    return swapped(DataLoader, "__init__", wrap)
 
 
 def more_dataloader_workers(params: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
@@ -65,25 +62,20 @@ def reduce_batch_size(params: dict[str, Any]) -> contextlib.AbstractContextManag
     return _loader_arguments(change)
 
 
-@contextlib.contextmanager
-def detach_logged_tensors(params: dict[str, Any]) -> Iterator[None]:
+def detach_logged_tensors(params: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
     """After a `backward()` that frees its graph, the loss is detached in place: whatever the script
     keeps of it afterwards (`total += loss`, `losses.append(loss)`) holds the value, not the graph.
     A loss backpropagated again would fail anyway once its graph is freed."""
-    original = torch.Tensor.backward
 
-    @functools.wraps(original)
-    def backward(self: torch.Tensor, gradient: Any = None, retain_graph: bool | None = None,
-                 create_graph: bool = False, inputs: Any = None) -> None:
-        original(self, gradient, retain_graph, create_graph, inputs)
-        if not retain_graph and not create_graph and self.grad_fn is not None and not self._is_view():
-            self.detach_()
+    def wrap(original: Any) -> Callable[..., None]:
+        def backward(self: torch.Tensor, gradient: Any = None, retain_graph: bool | None = None,
+                     create_graph: bool = False, inputs: Any = None) -> None:
+            original(self, gradient, retain_graph, create_graph, inputs)
+            if not retain_graph and not create_graph and self.grad_fn is not None and not self._is_view():
+                self.detach_()
+        return backward
 
-    torch.Tensor.backward = backward  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.Tensor.backward = original  # type: ignore[method-assign]
+    return swapped(torch.Tensor, "backward", wrap)
 
 
 @contextlib.contextmanager
@@ -97,24 +89,23 @@ def early_stopping(params: dict[str, Any]) -> Iterator[None]:
     steps = [0]
     current: list[DataLoader | None] = [None]
     training: set[int] = set()
-    original = DataLoader.__dict__["__iter__"]
 
-    @functools.wraps(original)
-    def __iter__(self: DataLoader) -> Any:
-        if id(self) in training and steps[0] >= stop_after:
-            return iter(())
-        current[0] = self
-        return original(self)
+    def wrap(original: Any) -> Callable[[DataLoader], Any]:
+        def __iter__(self: DataLoader) -> Any:
+            if id(self) in training and steps[0] >= stop_after:
+                return iter(())
+            current[0] = self
+            return original(self)
+        return __iter__
 
     def post(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         steps[0] += 1
         if current[0] is not None:
             training.add(id(current[0]))
 
-    DataLoader.__iter__ = __iter__  # type: ignore[method-assign]
     handle = register_optimizer_step_post_hook(post)
     try:
-        yield
+        with swapped(DataLoader, "__iter__", wrap):
+            yield
     finally:
         handle.remove()
-        DataLoader.__iter__ = original  # type: ignore[method-assign]

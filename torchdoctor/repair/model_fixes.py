@@ -10,7 +10,6 @@ first forward already runs with the fix. Everything is removed when the run ends
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+from .swap import swapped
 
 RootCall = Callable[[nn.Module, tuple[Any, ...]], tuple[Any, ...] | None]
 
@@ -155,20 +156,17 @@ def input_transform(change: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[
     iterates no DataLoader, to the model's floating arguments at its root call."""
     from torch.utils.data.dataloader import _BaseDataLoaderIter
 
-    original = _BaseDataLoaderIter.__dict__["__next__"]
     loader_seen: list[bool] = []
 
-    @functools.wraps(original)
-    def __next__(it: Any) -> Any:
-        loader_seen.append(True)
-        return _batch_inputs(original(it), change)
+    def wrap(original: Any) -> Callable[[Any], Any]:
+        def __next__(it: Any) -> Any:
+            loader_seen.append(True)
+            return _batch_inputs(original(it), change)
+        return __next__
 
-    _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
-    try:
-        with root_calls(on_call=lambda model, args: None if loader_seen else _map_floats(args, change)):
-            yield
-    finally:
-        _BaseDataLoaderIter.__next__ = original  # type: ignore[method-assign]
+    with swapped(_BaseDataLoaderIter, "__next__", wrap), \
+            root_calls(on_call=lambda model, args: None if loader_seen else _map_floats(args, change)):
+        yield
 
 
 def normalize_input(params: dict[str, Any]) -> contextlib.AbstractContextManager[None]:

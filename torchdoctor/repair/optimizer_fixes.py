@@ -6,7 +6,6 @@ probes see the run as the fix leaves it."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,24 +15,20 @@ from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from .model_fixes import root_calls
+from .swap import swapped
 
 
-@contextlib.contextmanager
-def after_init(change: Callable[[torch.optim.Optimizer], None]) -> Iterator[None]:
+def after_init(change: Callable[[torch.optim.Optimizer], None]) -> contextlib.AbstractContextManager[None]:
     """`change(optimizer)` right after every optimizer's `__init__`, before a scheduler built on it
     reads its param groups."""
-    original = torch.optim.Optimizer.__dict__["__init__"]
 
-    @functools.wraps(original)
-    def init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        change(self)
+    def wrap(original: Any) -> Callable[..., None]:
+        def init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
+            original(self, *args, **kwargs)
+            change(self)
+        return init
 
-    torch.optim.Optimizer.__init__ = init  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.optim.Optimizer.__init__ = original  # type: ignore[method-assign]
+    return swapped(torch.optim.Optimizer, "__init__", wrap)
 
 
 @contextlib.contextmanager
