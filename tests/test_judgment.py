@@ -123,7 +123,8 @@ def test_a_loop_that_updates_the_weights_by_hand_is_a_training_loop():
                 p.data.add_(p.grad, alpha=-0.1)
             total_loss += loss
     tl = doctor.report.timeline
-    assert len(tl.steps) == 120 and tl.steps[0].loss is not None and tl.steps[-1].grad_norm is not None
+    assert len(tl.steps) == 120 and tl.steps[0].loss is not None \
+        and any(r.grad_norm is not None for r in tl.steps[-5:])  # norms sampled: one step in five
     assert tl.steps[-1].loss < tl.steps[0].loss
     assert any(r.update_ratio for r in tl.steps)
     leak = doctor.report.by_code("memory_leak")

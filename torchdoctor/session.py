@@ -120,6 +120,7 @@ class Doctor:
         if self.heal:  # after the probes: its step hook reads the step the recorder has just read back
             from .heal import Healer
 
+            self.recorder.steps.dense_norms = True  # a spike is clipped at the step it comes
             self._healer = Healer(self.recorder.timeline, self.recorder.errors).install()
         self._started = time.perf_counter()
         _active.append(self)

@@ -30,13 +30,22 @@ def input_stats(x: Any) -> torch.Tensor | None:
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.numel() < 2 or x.is_sparse:
         return None
     with torch.no_grad():
-        t = x.detach().float()
-        std, mean = torch.std_mean(t)
-        parts = [t.amin().reshape(1), t.amax().reshape(1), mean.reshape(1), std.reshape(1)]
-        if t.dim() == 4 and t.shape[1] <= MAX_CHANNELS:
-            c_std, c_mean = torch.std_mean(t, dim=(0, 2, 3))
-            parts += [c_mean, c_std]
-        return torch.cat(parts)
+        # From per-channel sums and sums of squares in float64: torch.std_mean reads a CPU batch
+        # five times slower (1 ms for 32x3x32x32 on two threads).
+        t = x.detach()
+        per_channel = t.dim() == 4 and t.shape[1] <= MAX_CHANNELS
+        rows = t.transpose(0, 1).reshape(t.shape[1], -1) if per_channel else t.reshape(1, -1)
+        sums = rows.sum(1, dtype=torch.float64)
+        squares = torch.linalg.vector_norm(rows, 2, dim=1, dtype=torch.float64).square()
+        n, total = rows.shape[1], t.numel()
+        mean = sums.sum() / total
+        std = ((squares.sum() - total * mean * mean) / (total - 1)).clamp_min(0).sqrt()
+        low, high = torch.aminmax(t)
+        parts = [low.double().reshape(1), high.double().reshape(1), mean.reshape(1), std.reshape(1)]
+        if per_channel:
+            c_mean = sums / n
+            parts += [c_mean, ((squares - n * c_mean * c_mean) / max(n - 1, 1)).clamp_min(0).sqrt()]
+        return torch.cat(parts).float()
 
 
 def decode_input(step: int, shape: list[int], values: list[float]) -> dict[str, Any]:
@@ -113,7 +122,9 @@ class GradCarry:
 
     def check(self, params: list[torch.nn.Parameter], zero_calls: int, backwards: int) -> bool | None:
         """True: carried over; False: reset; None: nothing to compare yet."""
-        grad = next((p.grad for p in params if p.grad is not None), None)
+        grad = params[0].grad if params else None
+        if grad is None:
+            grad = next((p.grad for p in params if p.grad is not None), None)
         previous, self.last = self.last, None
         if grad is None:
             return None if previous is None else False

@@ -312,9 +312,15 @@ class GraphTags:
     """
 
     KEEP = 64
+    # Every step's graph for the first KEEP steps, then one in TAG_EVERY: a script that keeps its
+    # graphs keeps every one, so a sample of them shows it as well.
+    TAG_EVERY = 5
 
     def __init__(self) -> None:
         self.tags: list[tuple[int, Any, Any]] = []  # (step, weak tag, weak loss tensor)
+
+    def due(self, step: int) -> bool:
+        return step < self.KEEP or step % self.TAG_EVERY == 0
 
     def tag(self, step: int, loss: torch.Tensor, scaled: bool) -> None:
         node = loss.grad_fn

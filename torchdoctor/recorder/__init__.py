@@ -67,7 +67,7 @@ class Recorder:
         self.parts = LossParts(self.timeline, self.queue)
         self.roles = Roles(self.timeline, self.models, self.queue)
         self.leakage = Leakage(self.timeline, self.queue)
-        self.invariants = Invariants(self.timeline, self.models)
+        self.invariants = Invariants(self.timeline, self.models, self.optimizers.params_of)
         self.ranksync = RankSync(self.timeline, self.models, self.queue)
         self.worker_timelines: list[dict[str, Any]] = []  # handed back by forked workers (Hogwild)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
@@ -340,7 +340,7 @@ class Recorder:
         self.ranksync.finish()
         steps = self.steps
         self.failures.catch_unstepped(steps.pending_losses, steps.first_pending_context, self.step, self.epoch)
-        steps.pending_losses = []
+        steps.pending_losses, steps.pending_values = [], []
         if self.loaders.train_loader is not None:
             self.timeline.run.epochs = self.loaders.epochs_seen
         if self.worker_timelines:
@@ -369,7 +369,7 @@ class Recorder:
         self.sampling.end_forward()  # a forward interrupted (Ctrl-C) left its mode on
         self.latest.clear()
         self.loaders.last_batch = None
-        self.steps.pending_losses = []
+        self.steps.pending_losses, self.steps.pending_values = [], []
         self.steps.first_pending_context = None
         self.models.clear()
         self.optimizers.clear()

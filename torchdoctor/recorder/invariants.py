@@ -51,9 +51,11 @@ class OptimizerCounts:
 
 
 class Invariants:
-    def __init__(self, timeline: Timeline, models: Models) -> None:
+    def __init__(self, timeline: Timeline, models: Models,
+                 params_of: Callable[[Any], list[torch.nn.Parameter]] | None = None) -> None:
         self.timeline = timeline
         self.models = models
+        self.params_of = params_of or (lambda o: [p for g in o.param_groups for p in g["params"]])
         self.counts: dict[int, OptimizerCounts] = {}
         # id(model) -> (model, its training flag at its last forward with gradients on, label)
         self.modes: dict[int, tuple[Callable[[], Any], bool, str]] = {}
@@ -69,8 +71,12 @@ class Invariants:
         state = self.models.roots.get(id(module))
         if state is None:
             return
+        training = bool(module.training)
         label = state.info.label if state.info is not None else type(module).__name__
-        self.modes[id(module)] = (_ref(module), bool(module.training), label)
+        known = self.modes.get(id(module))
+        if known is not None and known[1] == training and known[2] == label and known[0]() is module:
+            return  # as at its last forward: nothing new
+        self.modes[id(module)] = (_ref(module), training, label)
 
     def on_backward(self) -> None:
         self.zero_after_backward = False
@@ -95,7 +101,7 @@ class Invariants:
             self._check_mode(optimizer, counts, step)
         if backwards <= 0:
             return  # a closure computes the gradients inside step() (LBFGS), or nothing to judge
-        params = [p for g in optimizer.param_groups for p in g["params"]]
+        params = self.params_of(optimizer)
         if params and all(p.grad is None for p in params):
             counts.note("zero_grad() between backward() and step()" if self.zero_after_backward
                         else "every gradient None", step)

@@ -40,6 +40,8 @@ class MemoryWatch:
         """Tag the graph of the tensor backwarded (the scaled loss under AMP) to see it outlive its step."""
         if retain_graph:
             self.timeline.memory.retain_graph_calls += 1
+        if not self.graph_tags.due(step):
+            return
         if isinstance(root, (list, tuple)) and len(root) == 1:
             root = root[0]
         if isinstance(root, torch.Tensor) and root.grad_fn is not None:

@@ -24,6 +24,7 @@ class OptimizerState:
     signature: tuple[int, ...]
     ref: Callable[[], Any] = lambda: None  # the optimizer, weakly: its id may be reused once it is gone
     steps: int = 0
+    groups: tuple[tuple[int, int], ...] = ()  # (id, length) of each group's list: unchanged, same params
 
 
 class Optimizers:
@@ -33,6 +34,7 @@ class Optimizers:
         self.models = models
         self.explicit = {id(o) for o in explicit} if explicit else None
         self.states: dict[int, OptimizerState] = {}
+        self.last_state: OptimizerState | None = None  # the one state_for() returned last
         # The optimizer whose steps are counted. Weak, so that a script that builds a new optimizer
         # (a second fine-tuning phase) is not tied to the dead one.
         self.primary_ref: Callable[[], Any] | None = None
@@ -52,20 +54,33 @@ class Optimizers:
             if optimizer is not None:
                 yield optimizer
 
+    def params_of(self, optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+        """Its parameters; those state_for() has just looked at when it is the same optimizer."""
+        state = self.states.get(id(optimizer))
+        if state is not None and state is self.last_state and state.ref() is optimizer:
+            return state.params
+        return [p for g in optimizer.param_groups for p in g["params"]]
+
     def state_for(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
+        state = self.states.get(id(optimizer))
+        groups = tuple((id(g["params"]), len(g["params"])) for g in optimizer.param_groups)
+        if state is not None and state.groups == groups and state.ref() is optimizer:
+            self.last_state = state
+            return state  # every step: the parameter lists are the same lists as at the last step
         params = [p for g in optimizer.param_groups for p in g["params"]]
         signature = tuple(id(p) for p in params)
-        state = self.states.get(id(optimizer))
         if state is not None and state.ref() is not optimizer:  # a dead optimizer's id, reused
             del self.states[id(optimizer)]
             state = None
         if state is not None and state.signature == signature:
+            state.groups = groups
+            self.last_state = state
             return state
         layer_of = [self.models.layer_of(p, f"optimizer{len(self.states)}.param{i}") for i, p in enumerate(params)]
-        state = OptimizerState(params, layer_of, signature, _weak(optimizer))
+        state = OptimizerState(params, layer_of, signature, _weak(optimizer), groups=groups)
         if id(optimizer) not in self.states:
             self.timeline.optimizers.append(type(optimizer).__name__)
-        self.states[id(optimizer)] = state
+        self.states[id(optimizer)] = self.last_state = state
         return state
 
     def is_primary(self, optimizer: torch.optim.Optimizer, state: OptimizerState) -> bool:
@@ -132,6 +147,7 @@ class Optimizers:
 
     def clear(self) -> None:
         self.states.clear()
+        self.last_state = None
 
 
 def _weak(obj: Any) -> Callable[[], Any]:

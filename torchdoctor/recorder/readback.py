@@ -31,7 +31,10 @@ class ReadbackQueue:
 
     def take(self) -> tuple[list[torch.Tensor], list[Decode]]:
         """The queued tensors, for the read-back, and their decoders, in the same order."""
-        entries, self.entries = self.entries, []
+        entries = self.entries
+        if not entries:
+            return [], []
+        self.entries = []
         return [t for _, t in entries], [d for d, _ in entries]
 
     @staticmethod

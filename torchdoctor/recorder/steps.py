@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..probes.gradients import StepNumbers, measure_step
+from ..probes.gradients import StepNumbers, measure_step, norms_due
 from ..timeline import StepRecord, Timeline
 from .evaluation import Evaluation
 from .failures import Failures
@@ -20,7 +20,7 @@ from .memory import MemoryWatch
 from .models import Models
 from .optimizers import Optimizers, current_lr, hparams
 from .phases import PhaseWatch
-from .readback import ReadbackQueue, read_now
+from .readback import ReadbackQueue
 from .roles import Roles
 from .sampling import Sampling
 from .terms import LossParts
@@ -47,9 +47,11 @@ class Steps:
         # at the next backward(), once the script has moved the weights.
         self.manual_last: tuple[list[torch.nn.Parameter], list[int], StepRecord] | None = None
         self.step = 0  # index of the next counted optimizer step
+        self.dense_norms = False  # every step's gradient norms, not a sample (healing clips on them)
         # Losses backwarded since the last step, in order; those before index `counted_from` were
         # followed by a zero_grad(), so they are not part of the next step's gradient.
         self.pending_losses: list[torch.Tensor] = []
+        self.pending_values: list[float | None] = []  # their values where read at backward() (CPU)
         self.counted_from = 0
         # (call, loss call, batch) when the first pending loss was backwarded: a script that
         # skips step() on a bad loss has already run the next forward by the step.
@@ -70,10 +72,12 @@ class Steps:
         # On CPU reading the value costs nothing, so check now, while the last forward is still
         # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
         # check waits for the step's single read-back (first_pending_context covers the skip).
-        if read_now(loss.device) and not self.failures.nonfinite_loss_seen:
+        value = None
+        if loss.is_cpu:  # read_now(): a number on the CPU is read at once
             value = loss.item() if loss.dtype == torch.float32 else float(loss.float())
-            if not math.isfinite(value):
+            if not math.isfinite(value) and not self.failures.nonfinite_loss_seen:
                 self.failures.record_nonfinite_loss(value, self.step, self.loaders.epoch)
+        self.pending_values.append(value)
 
     def on_zero_grad(self) -> None:
         self.counted_from = len(self.pending_losses)
@@ -92,7 +96,7 @@ class Steps:
             self.memory.at_step(state.params)
         numbers, counted_from, context, found = self._read_back(state.params, state.layer_of)
         if primary:
-            self.phases.at_step(self.step, new_optimizer, frozenset(numbers.layer_norms),
+            self.phases.at_step(self.step, new_optimizer, _trained(numbers, state.params, state.layer_of),
                                 self.loaders.dataset_of_batch())
         if primary or not self.timeline.steps:
             self.loaders.count_epoch()
@@ -126,13 +130,27 @@ class Steps:
         if self.evaluation.tracker.pending:  # training resumed: the evaluation passes before it are complete
             self.evaluation.drain()
         losses, counted_from, context = self.pending_losses, self.counted_from, self.first_pending_context
-        self.pending_losses, self.counted_from, self.first_pending_context = [], 0, None
+        values = self.pending_values
+        self.pending_losses, self.pending_values, self.counted_from, self.first_pending_context = [], [], 0, None
         found: dict[str, Any] = {"counted": losses[counted_from:]}
         self.sampling.queue_accuracy(found)
         self.parts.queue_terms(found)
         extras, decoders = self.queue.take()
-        numbers = measure_step(params, layer_of, losses, extras)
-        self.queue.apply(decoders, numbers.extras)
+        due = self.dense_norms or norms_due(self.step)
+        if not due and not extras and None not in values and len(values) == len(losses):
+            # Nothing to read: the losses were read at their backward (CPU). A tensor op right
+            # after a backward costs tens of microseconds, so none is made.
+            numbers = StepNumbers(values, math.nan, {}, [], [], measured=False)
+        else:
+            numbers = measure_step(params if due else [], layer_of, losses, extras)
+        if not due:
+            numbers.measured = False
+            if not all(math.isfinite(v) for v in numbers.losses):  # rare: which gradients went bad
+                grads = measure_step(params, layer_of, [])
+                numbers.total_norm, numbers.layer_norms = grads.total_norm, grads.layer_norms
+                numbers.nonfinite_params, numbers.measured = grads.nonfinite_params, True
+        if decoders:
+            self.queue.apply(decoders, numbers.extras)
         self.loaders.batch_since_step = False
         return numbers, counted_from, context, found
 
@@ -164,6 +182,7 @@ class Steps:
             # before that update's zero_grad() were step 0.
             cut = self.counted_from
             first, self.pending_losses = self.pending_losses[:cut], self.pending_losses[cut:]
+            self.pending_values = self.pending_values[cut:]
             self.counted_from = 0
             values = measure_step([], [], first).losses
             record = StepRecord(step=self.step, epoch=self.loaders.epoch, loss=sum(values) if values else None)
@@ -207,8 +226,18 @@ class Steps:
         self._finish_step()
 
 
+def _trained(numbers: StepNumbers, params: list[torch.nn.Parameter], layer_of: list[int]) -> frozenset[int]:
+    """The layers whose gradients the step applies: those it measured, or (a step whose norms are
+    not sampled) those with a gradient, which a frozen backbone's are not."""
+    if numbers.measured:
+        return frozenset(numbers.layer_norms)
+    return frozenset([layer_of[i] for i, p in enumerate(params) if p.grad is not None])
+
+
 def merge_grads(record: StepRecord, numbers: StepNumbers, num_layers: int) -> None:
     """Add a step's gradient norms into its record (a second optimizer in the same step adds its own)."""
+    if not numbers.measured:
+        return
     norms = record.layer_grad_norms or []
     norms = norms + [None] * (num_layers - len(norms))
     for index, value in numbers.layer_norms.items():

@@ -45,7 +45,7 @@ class ModelInfo:
         return bool(self.modules_of_type(NORMALIZATION_TYPES))
 
 
-@dataclass
+@dataclass(slots=True)  # one per step: slots make it cheaper to build and to keep
 class StepRecord:
     """One optimizer step. Norms are L2; `None` means not measured at this step."""
 
