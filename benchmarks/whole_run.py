@@ -26,6 +26,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def with_path(env: dict[str, str], package: Path) -> dict[str, str]:
+    """`env` with `package` first on PYTHONPATH: that directory's torchdoctor is the one imported."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(package.resolve()), env.get("PYTHONPATH")]))}
+
+
 def timed(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds of the process and its children, exit status)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -46,13 +51,12 @@ def main() -> None:
     args = parser.parse_args()
     script = [a for a in args.script if a != "--"] or [str(HERE / "ten_second_run.py")]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    ours = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))}
+    ours = with_path(env, REPO)
     commands = {"plain": ([sys.executable, *script], env),
                 "torchdoctor run": ([sys.executable, "-m", "torchdoctor", "run", *script], ours)}
     if args.baseline is not None:
-        path = [str(args.baseline.resolve()), env.get("PYTHONPATH")]
-        old = {**env, "PYTHONPATH": os.pathsep.join(filter(None, path))}
-        commands["run (baseline)"] = ([sys.executable, "-m", "torchdoctor", "run", *script], old)
+        commands["run (baseline)"] = ([sys.executable, "-m", "torchdoctor", "run", *script],
+                                      with_path(env, args.baseline))
     names = list(commands)
     for name in names:  # warm-up: the page cache, the byte-compiled files
         timed(*commands[name])

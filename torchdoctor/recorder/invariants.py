@@ -52,10 +52,10 @@ class OptimizerCounts:
 
 class Invariants:
     def __init__(self, timeline: Timeline, models: Models,
-                 params_of: Callable[[Any], list[torch.nn.Parameter]] | None = None) -> None:
+                 params_of: Callable[[Any], list[torch.nn.Parameter]]) -> None:
         self.timeline = timeline
         self.models = models
-        self.params_of = params_of or (lambda o: [p for g in o.param_groups for p in g["params"]])
+        self.params_of = params_of  # Optimizers.params_of: the list state_for() built this step
         self.counts: dict[int, OptimizerCounts] = {}
         # id(model) -> (model, its training flag at its last forward with gradients on, label)
         self.modes: dict[int, tuple[Callable[[], Any], bool, str]] = {}

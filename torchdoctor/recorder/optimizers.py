@@ -56,9 +56,9 @@ class Optimizers:
 
     def params_of(self, optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
         """Its parameters; those state_for() has just looked at when it is the same optimizer."""
-        state = self.states.get(id(optimizer))
-        if state is not None and state is self.last_state and state.ref() is optimizer:
-            return state.params
+        last = self.last_state
+        if last is not None and last.ref() is optimizer:
+            return last.params
         return [p for g in optimizer.param_groups for p in g["params"]]
 
     def state_for(self, optimizer: torch.optim.Optimizer) -> OptimizerState:

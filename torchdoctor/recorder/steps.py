@@ -20,7 +20,7 @@ from .memory import MemoryWatch
 from .models import Models
 from .optimizers import Optimizers, current_lr, hparams
 from .phases import PhaseWatch
-from .readback import ReadbackQueue
+from .readback import ReadbackQueue, read_now
 from .roles import Roles
 from .sampling import Sampling
 from .terms import LossParts
@@ -73,7 +73,7 @@ class Steps:
         # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
         # check waits for the step's single read-back (first_pending_context covers the skip).
         value = None
-        if loss.is_cpu:  # read_now(): a number on the CPU is read at once
+        if read_now(loss.device):
             value = loss.item() if loss.dtype == torch.float32 else float(loss.float())
             if not math.isfinite(value) and not self.failures.nonfinite_loss_seen:
                 self.failures.record_nonfinite_loss(value, self.step, self.loaders.epoch)
@@ -140,7 +140,7 @@ class Steps:
         if not due and not extras and None not in values and len(values) == len(losses):
             # Nothing to read: the losses were read at their backward (CPU). A tensor op right
             # after a backward costs tens of microseconds, so none is made.
-            numbers = StepNumbers(values, math.nan, {}, [], [], measured=False)
+            numbers = StepNumbers(values, math.nan, {}, [], [])
         else:
             numbers = measure_step(params if due else [], layer_of, losses, extras)
         if not due:
