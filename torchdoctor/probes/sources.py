@@ -12,7 +12,7 @@ built as if torchdoctor were not there.
 from __future__ import annotations
 
 import ast
-import functools
+import contextlib
 import linecache
 import os
 import sys
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+from ..patching import after_init
 from ..timeline import Timeline
 
 if TYPE_CHECKING:
@@ -49,22 +50,18 @@ class SourceProbe:
         self.timeline = timeline
         self.recorder = recorder
         self.sites: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(optimizer) -> (weak ref, site)
-        self.saved: Any = None
+        self.patches = contextlib.ExitStack()  # the wrapped __init__ of the optimizer and the sited classes
         self.handle: Any = None
         self._statements: dict[str, list[tuple[int, int]]] = {}  # file -> simple statements' line spans
         self.layer_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.loader_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-        self.saved_layers: list[tuple[type, Any]] = []
 
     def install(self) -> None:
-        original = torch.optim.Optimizer.__dict__["__init__"]
-        self.saved = original
-        torch.optim.Optimizer.__init__ = _wrap_init(original, self)  # type: ignore[method-assign]
-        self.handle = register_optimizer_step_pre_hook(self._pre)
+        self.patches = contextlib.ExitStack()
+        self.patches.enter_context(after_init(torch.optim.Optimizer, self.constructed, self._error))
         for cls in (*SITED_LAYERS, torch.utils.data.DataLoader):
-            own = cls.__dict__.get("__init__")  # nn.Sigmoid has none of its own: Module's is wrapped for it
-            self.saved_layers.append((cls, own))
-            cls.__init__ = _wrap_layer_init(own or cls.__init__, self)  # type: ignore[method-assign]
+            self.patches.enter_context(after_init(cls, self.layer_constructed, self._error))
+        self.handle = register_optimizer_step_pre_hook(self._pre)
         if self.recorder is not None:
             self.recorder.shared.layer_sites = self.layer_sites
             self.recorder.shared.loader_sites = self.loader_sites
@@ -72,22 +69,16 @@ class SourceProbe:
             self.recorder.shared.call_site = self.site
 
     def remove(self) -> None:
-        if self.saved is not None:
-            torch.optim.Optimizer.__init__ = self.saved  # type: ignore[method-assign]
-            self.saved = None
+        self.patches.close()  # every __init__ as it was
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
-        for cls, init in self.saved_layers:
-            if init is None:
-                del cls.__init__
-            else:
-                cls.__init__ = init  # type: ignore[method-assign]
-        self.saved_layers = []
         self.sites.clear()
 
     # -- at construction -----------------------------------------------------------------------
     def constructed(self, optimizer: Any) -> None:
+        if "optimizer" in self.timeline.sources:
+            return  # the counted optimizer's site is known: later ones are not looked at
         site = self.site()
         if site is not None:
             self.sites[id(optimizer)] = (_weak(optimizer), site)
@@ -198,32 +189,6 @@ def _user_frame(direct: bool = False) -> tuple[str, str, int] | None:
             return None
         frame = frame.f_back  # type: ignore[assignment]
     return None
-
-
-def _wrap_init(original: Any, probe: SourceProbe) -> Any:
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        if "optimizer" in probe.timeline.sources:
-            return
-        try:
-            probe.constructed(self)
-        except Exception as exc:  # never break the user's optimizer
-            probe._error(exc)
-
-    return __init__
-
-
-def _wrap_layer_init(original: Any, probe: SourceProbe) -> Any:
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, *args, **kwargs)
-        try:
-            probe.layer_constructed(self)
-        except Exception as exc:  # never break the user's layer
-            probe._error(exc)
-
-    return __init__
 
 
 def _weak(obj: Any) -> Any:

@@ -13,7 +13,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import DataLoader
 
-from .swap import swapped
+from ..patching import swapped
 
 
 def _loader_arguments(change: Callable[[dict[str, Any]], None]) -> contextlib.AbstractContextManager[None]:

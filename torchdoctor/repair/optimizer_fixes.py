@@ -14,21 +14,14 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+from .. import patching
 from .model_fixes import root_calls
-from .swap import swapped
 
 
 def after_init(change: Callable[[torch.optim.Optimizer], None]) -> contextlib.AbstractContextManager[None]:
     """`change(optimizer)` right after every optimizer's `__init__`, before a scheduler built on it
     reads its param groups."""
-
-    def wrap(original: Any) -> Callable[..., None]:
-        def init(self: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> None:
-            original(self, *args, **kwargs)
-            change(self)
-        return init
-
-    return swapped(torch.optim.Optimizer, "__init__", wrap)
+    return patching.after_init(torch.optim.Optimizer, change)
 
 
 @contextlib.contextmanager
