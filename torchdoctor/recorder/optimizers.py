@@ -63,7 +63,12 @@ class Optimizers:
 
     def state_for(self, optimizer: torch.optim.Optimizer) -> OptimizerState:
         state = self.states.get(id(optimizer))
-        groups = tuple((id(g["params"]), len(g["params"])) for g in optimizer.param_groups)
+        param_groups = optimizer.param_groups
+        if len(param_groups) == 1:  # the common case, every step: no generator
+            only = param_groups[0]["params"]
+            groups: tuple[tuple[int, int], ...] = ((id(only), len(only)),)
+        else:
+            groups = tuple((id(g["params"]), len(g["params"])) for g in param_groups)
         if state is not None and state.groups == groups and state.ref() is optimizer:
             self.last_state = state
             return state  # every step: the parameter lists are the same lists as at the last step
@@ -108,7 +113,10 @@ class Optimizers:
         """Before the counted optimizer's step: were the gradients reset since the last one, and
         (once, when every optimizer has stepped) does each trainable parameter have one?"""
         habits = self.timeline.habits
-        carried = self.grad_carry.check(state.params, habits.zero_grad_calls, self.timeline.backward_calls)
+        if habits.zero_grad_calls or habits.grads_carried != habits.steps_checked:
+            carried = None  # missing_zero_grad can no longer fire: a reset was seen; no need to look
+        else:
+            carried = self.grad_carry.check(state.params, habits.zero_grad_calls, self.timeline.backward_calls)
         if carried is not None:
             habits.steps_checked += 1
             habits.grads_carried += int(carried)

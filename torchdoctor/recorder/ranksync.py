@@ -71,7 +71,7 @@ class RankSync:
 
     def after_step(self, step: int) -> None:
         """After step `step`'s update: queue its fingerprint, on sampled steps of a distributed run."""
-        if not self.distributed() or not fingerprint_due(step) or self.fingerprints >= MAX_FINGERPRINTS:
+        if not fingerprint_due(step) or not self.distributed() or self.fingerprints >= MAX_FINGERPRINTS:
             return
         named = [(root.param_names.get(id(p), ""), p) for root, p in self.models.trainable()][:MAX_PARAMS]
         if not named:

@@ -73,10 +73,15 @@ class Roles:
         self.reach_of: dict[int, set[str]] = {}  # id(backwarded loss) -> the models its gradient reaches
         self.entries: dict[int, dict[str, Any]] = {}  # id(optimizer) -> its entry in timeline.roles.optimizers
         self.diversity_steps: set[int] = set()
+        self._several: tuple[int, bool] = (0, False)  # (roots counted, several labels among them)
 
     @property
     def several(self) -> bool:
-        return len({state.label for state in self.models.roots.values()}) >= 2
+        """Asked at every backward: recounted only when a root was added (labels do not change)."""
+        roots = self.models.roots
+        if self._several[0] != len(roots):
+            self._several = (len(roots), len({state.label for state in roots.values()}) >= 2)
+        return self._several[1]
 
     # -- forwards --------------------------------------------------------------------------
     def on_training_input(self, label: str, args: tuple, step: int) -> None:
@@ -93,6 +98,8 @@ class Roles:
         """A model's training forward returned: remember where its output lives (while the flow
         is still looked for), and sample the generator's diversity on sampled steps."""
         roles = self.timeline.roles
+        if roles.generator is None and step >= FLOW_STEPS:
+            return  # no generator found in the first steps: nothing to look at, every later step
         if roles.generator is None and step < FLOW_STEPS:
             ptr = storage_of(output)
             if ptr:

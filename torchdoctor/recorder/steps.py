@@ -20,7 +20,7 @@ from .memory import MemoryWatch
 from .models import Models
 from .optimizers import Optimizers, current_lr, hparams
 from .phases import PhaseWatch
-from .readback import ReadbackQueue, read_now
+from .readback import ReadbackQueue, read_now_of
 from .roles import Roles
 from .sampling import Sampling
 from .terms import LossParts
@@ -65,18 +65,19 @@ class Steps:
         if not isinstance(tensors, torch.Tensor) or tensors.numel() != 1:
             return
         loss = tensors.detach()
-        if not self.pending_losses:  # references only; kept until the step's read-back
-            self.first_pending_context = self.failures.context()
-        self.pending_losses.append(loss)
         self.roles.on_backward(tensors, loss)
         # On CPU reading the value costs nothing, so check now, while the last forward is still
         # the one that made this loss (a script may skip step() on a bad loss). On CUDA the
-        # check waits for the step's single read-back (first_pending_context covers the skip).
+        # check waits for the step's single read-back, and the context of the first pending
+        # loss (what its forward was given) is kept for it; a finite value read now needs none.
         value = None
-        if read_now(loss.device):
+        if read_now_of(loss):
             value = loss.item() if loss.dtype == torch.float32 else float(loss.float())
             if not math.isfinite(value) and not self.failures.nonfinite_loss_seen:
                 self.failures.record_nonfinite_loss(value, self.step, self.loaders.epoch)
+        if not self.pending_losses and (value is None or not math.isfinite(value)):
+            self.first_pending_context = self.failures.context()  # references only, until the read-back
+        self.pending_losses.append(loss)
         self.pending_values.append(value)
 
     def on_zero_grad(self) -> None:
