@@ -71,6 +71,9 @@ class Recorder:
         self.ranksync = RankSync(self.timeline, self.models, self.queue)
         self.worker_timelines: list[dict[str, Any]] = []  # handed back by forked workers (Hogwild)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
+        # The root forward running: (module, its RootState or None, a training forward), as
+        # on_root_call found them, for on_root_done.
+        self.forward: tuple[torch.nn.Module, RootState | None, bool] | None = None
         self.loader_sites: dict[int, dict[str, Any]] = {}  # id(loader) -> where the script built it
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
                            self.sampling, self.failures, self.memory, self.queue, self.parts, self.roles)
@@ -105,14 +108,18 @@ class Recorder:
     @guarded
     def on_root_call(self, module: torch.nn.Module, args: tuple = ()) -> RootState | None:
         """A module called while no other runs: a loss, or a model (discovered on first sight)."""
+        self.forward = None
         if is_loss_module(module):
             self.models.note_loss_module(module)
+            self.forward = (module, None, False)
             return None
         self.shared.failed_in = None
         state = self.models.root_state(module, self.step)
         self.shared.in_model = state is not None
         self.inner_losses = 0
-        if state is not None and training_forward(module):
+        training = state is not None and training_forward(module)
+        self.forward = (module, state, training)
+        if training:
             self.memory.on_training_forward(state, module, args, self.step)
             self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
             self.roles.on_training_input(state.label, args, self.step)
@@ -145,31 +152,36 @@ class Recorder:
 
     @guarded
     def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if is_loss_module(module):
-            # Keep only the target and the value: holding the logits would keep a large tensor alive.
-            value = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
-            self.latest.loss_call = (args[1:], value)
-            return
-        state = self.models.roots.get(id(module))
+        forward, self.forward = self.forward, None
+        if forward is not None and forward[0] is module:  # what on_root_call found: not looked up twice
+            state, training = forward[1], forward[2]
+        else:
+            state = None if is_loss_module(module) else self.models.roots.get(id(module))
+            training = state is not None and training_forward(module)
         if state is None:
+            if is_loss_module(module):
+                # Keep only the target and the value: holding the logits would keep a large tensor alive.
+                value = output.detach() if isinstance(output, torch.Tensor) and output.numel() == 1 else None
+                self.latest.loss_call = (args[1:], value)
             return
         if not state.order_done:
             self.models.finish(state, args)
             self._note_output_layer(state)
         self.latest.call = (module, args, kwargs)
-        self.invariants.on_forward(module)
         self.evaluation.mode_noted = False
-        if not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
-            self.evaluation.on_forward(output, module, self.step)
-            loader = self.loaders.batch_loader  # an evaluation over the training loader is no validation
-            if not torch.is_grad_enabled() and (loader is None or loader != self.loaders.train_loader):
-                self.leakage.on_eval_input(module, args, self.step)
-        elif training_forward(module):
+        if training:  # a training forward is never an evaluation (grad on, train mode)
+            self.invariants.on_forward(module, state)
             if self.step < TARGETS_STEPS:
                 self.on_training_call(module, args, kwargs)
             if self.parts.on_training_output(output, state.info.module_types if state.info else {}):
                 self._model_computed_loss()
             self.roles.on_training_output(state.label, output, self.step, self.sampling.due(self.step))
+        elif not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
+            self.invariants.on_forward(module, state)
+            self.evaluation.on_forward(output, module, self.step)
+            loader = self.loaders.batch_loader  # an evaluation over the training loader is no validation
+            if not torch.is_grad_enabled() and (loader is None or loader != self.loaders.train_loader):
+                self.leakage.on_eval_input(module, args, self.step)
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
         small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
         self.latest.output = output.detach() if small else None

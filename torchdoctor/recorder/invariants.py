@@ -64,12 +64,10 @@ class Invariants:
         self.schedulers: dict[int, tuple[Callable[[], Any], dict[str, Any]]] = {}
 
     # -- events -------------------------------------------------------------------------------
-    def on_forward(self, module: torch.nn.Module) -> None:
-        """A root model's forward: with gradients on it is training, whatever its mode says."""
+    def on_forward(self, module: torch.nn.Module, state: Any) -> None:
+        """A root model's forward (`state`: its RootState): with gradients on it is training,
+        whatever its mode says."""
         if not torch.is_grad_enabled() or torch.is_inference_mode_enabled():
-            return
-        state = self.models.roots.get(id(module))
-        if state is None:
             return
         training = bool(module.training)
         label = state.info.label if state.info is not None else type(module).__name__

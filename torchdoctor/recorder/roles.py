@@ -131,7 +131,7 @@ class Roles:
                 counted: list[torch.Tensor], loss: float | None, record: StepRecord) -> None:
         """An optimizer stepped on the losses backwarded since its last zero_grad() (`counted`):
         note the models it holds and those the losses reach, and the step's loss under its model."""
-        reaches = [self.reach_of.get(id(t)) for t in counted]
+        reaches = [self.reach_of.get(id(t)) for t in counted] if self.reach_of else []
         self.reach_of = {}
         entry = self.entries.get(id(optimizer))
         if entry is None:
@@ -152,7 +152,10 @@ class Roles:
                 if label not in entry["reaches"]:
                     entry["reaches"].append(label)
         if loss is not None:
-            record.model_losses = {**(record.model_losses or {}), entry["key"]: loss}
+            if record.model_losses is None:
+                record.model_losses = {entry["key"]: loss}
+            else:
+                record.model_losses[entry["key"]] = loss
 
     def finish(self) -> None:
         """One optimizer: its loss is the run's loss, no series of its own."""
