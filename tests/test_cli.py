@@ -158,3 +158,27 @@ def test_json_path_that_is_a_directory(tmp_path, capsys):
 def _write(path, data: bytes) -> str:
     path.write_bytes(data)
     return str(path)
+
+
+SCRIPT_ATEXIT = """
+import atexit, sys, torch
+
+def written():  # reads sys.argv at exit, as a script's logging shutdown may
+    with open(sys.argv[1], "w") as f:
+        f.write(" ".join(sys.argv[1:]))
+
+atexit.register(written)
+model = torch.nn.Linear(3, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(3):
+    opt.zero_grad(); model(torch.randn(4, 3)).pow(2).mean().backward(); opt.step()
+"""
+
+
+def test_the_scripts_exit_handlers_see_its_own_arguments(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT_ATEXIT)
+    out = tmp_path / "argv.txt"
+    result = cli("run", str(script), str(out), "--epochs", "3")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == f"{out} --epochs 3"

@@ -12,8 +12,8 @@ from tests.conftest import cli
 SCRIPT = """
 import atexit, json, sys, torch
 
-def modules(path=sys.argv[1]):  # sys.argv is torchdoctor's own again by then
-    with open(path, "w") as f:
+def modules():
+    with open(sys.argv[1], "w") as f:
         json.dump({name: name in sys.modules for name in ("matplotlib", "psutil", "rich")}, f)
 
 atexit.register(modules)
