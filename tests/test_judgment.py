@@ -80,6 +80,28 @@ def test_a_loader_over_another_dataset_opens_a_phase_and_a_new_loader_per_epoch_
     assert [(p.step, p.reason) for p in doctor.report.timeline.phase_starts] == [(24, "new_dataset")]
 
 
+def test_a_new_loader_on_a_dead_loaders_id_has_its_own_settings():
+    """The flake the test above had: the fourth epoch's loader got the third's id (freed with it),
+    and kept the third's dataset size, so the new dataset opened no phase. Made certain here by
+    handing the recorder what it held after a dead loader with that id."""
+    import weakref
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from torchdoctor.recorder.loaders import Loaders
+
+    x, y = data(n=128)
+    loader = DataLoader(TensorDataset(x[:96], y[:96]), batch_size=16)
+    loaders = Loaders()
+    gone = DataLoader(TensorDataset(x, y), batch_size=16)
+    loaders.start_pass(gone)
+    loaders.names[id(loader)], loaders.settings[id(loader)] = loaders.names[id(gone)], loaders.settings[id(gone)]
+    loaders.refs[id(loader)] = weakref.ref(gone)
+    del gone  # its reference is dead: `loader` now stands where a dead loader stood
+    loaders.start_pass(loader)
+    assert loaders.settings[id(loader)]["dataset_size"] == 96
+
+
 def test_functional_relus_are_sampled_and_dead_ones_found():
     torch.manual_seed(0)
 

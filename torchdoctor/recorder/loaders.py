@@ -34,13 +34,15 @@ class Loaders:
         self.iterations[id(loader)] = count
         if id(loader) not in self.names:
             self.names[id(loader)] = f"loader {len(self.names) + 1}"
+        ref = self.refs.get(id(loader))
+        if ref is None or ref() is not loader:  # new, or a dead loader's id reused
+            # Its own settings, also where the id is a dead loader's: a new DataLoader per epoch
+            # often gets the last one's id, and may be over another dataset (a new phase).
             self.settings[id(loader)] = {
                 "num_workers": getattr(loader, "num_workers", None), "pin_memory": getattr(loader, "pin_memory", None),
                 "batch_size": getattr(loader, "batch_size", None),
                 "dataset": type(getattr(loader, "dataset", None)).__name__,
                 "dataset_size": _size(getattr(loader, "dataset", None))}
-        ref = self.refs.get(id(loader))
-        if ref is None or ref() is not loader:  # new, or a dead loader's id reused
             try:
                 self.refs[id(loader)] = weakref.ref(loader)
             except TypeError:
