@@ -11,11 +11,9 @@ import click
 
 from . import __version__
 from .config import FAIL_ON_STATUS
+from .execfile import script_argv_at_exit
 
 BAD_INPUT_STATUS = 2
-# The script's sys.argv, once `run` has run it: a process started as `torchdoctor run` ends with
-# it, so the script's atexit handlers read their own arguments, as under plain python.
-_SCRIPT_ARGV: list[str] = []
 SEVERITIES = ["critical", "error", "warning", "info"]
 
 
@@ -114,7 +112,6 @@ def run(module: bool, json_path: str | None, fail_on: str | None, disable: tuple
     try:
         return doctor.run(prepared, list(args)).status
     finally:
-        _SCRIPT_ARGV[:] = [prepared.argv0 or prepared.file, *args]
         if patch_target is not None and doctor.report is not None and _is_main_rank():
             write_patch(doctor.report, patch_target, started_in)
         note = misplaced_options_note(args, target, module)
@@ -389,26 +386,15 @@ def prepare_target(target: str, module: bool, config_path: str | None, disable: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command. Given no `argv` it is the process's own entry point: after `run`, the process
-    keeps the script's arguments for what runs at its exit. Called with `argv` (in-process), the
-    caller's sys.argv is left alone."""
-    _SCRIPT_ARGV.clear()
-    try:
-        return _main(argv)
-    finally:
-        if argv is None and _SCRIPT_ARGV:
-            sys.argv = list(_SCRIPT_ARGV)
-
-
-def _main(argv: list[str] | None) -> int:
-    try:
-        result = cli.main(args=argv, prog_name="torchdoctor", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        return 1
-    return result if isinstance(result, int) else 0
+    with script_argv_at_exit(keep=argv is None):  # the command's own process ends with the script's argv
+        try:
+            result = cli.main(args=argv, prog_name="torchdoctor", standalone_mode=False)
+        except click.exceptions.Exit as exc:
+            return exc.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            return exc.exit_code
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            return 1
+        return result if isinstance(result, int) else 0

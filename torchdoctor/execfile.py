@@ -109,6 +109,22 @@ def prepare_module(name: str) -> Target:
     return Target(display=name, code=code, file=spec.origin or name, spec=spec, path0=cwd)
 
 
+_last_argv: list[str] = []  # the sys.argv of the script run last
+
+
+@contextlib.contextmanager
+def script_argv_at_exit(keep: bool) -> Iterator[None]:
+    """run_target puts the caller's sys.argv back after each script, as in-process callers need.
+    With `keep` (the process is the command's own) this block leaves the last script's arguments
+    in sys.argv, so the script's atexit handlers read their own, as under plain python."""
+    _last_argv.clear()
+    try:
+        yield
+    finally:
+        if keep and _last_argv:
+            sys.argv = list(_last_argv)
+
+
 def run_target(target: Target, args: list[str]) -> Outcome:
     """Execute the target; never raises (except for what it must: nothing)."""
     main = types.ModuleType("__main__")
@@ -126,6 +142,7 @@ def run_target(target: Target, args: list[str]) -> Outcome:
     saved_path0 = sys.path[0] if sys.path else None
     sys.modules["__main__"] = main
     sys.argv = [target.argv0 or target.file, *args]
+    _last_argv[:] = sys.argv
     if sys.path:
         sys.path[0] = target.path0
     else:
