@@ -41,13 +41,12 @@ def after_init(cls: type, then: Callable[[Any], None],
     def wrap(original: Any) -> Callable[..., None]:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             original(self, *args, **kwargs)
-            if contain is None:
-                then(self)
-                return
             try:
                 then(self)
-            except Exception as exc:  # never break the user's object
-                contain(exc)
+            except Exception as exc:
+                if contain is None:
+                    raise
+                contain(exc)  # never break the user's object
         return __init__
 
     return swapped(cls, "__init__", wrap)

@@ -67,7 +67,7 @@ class Recorder:
         self.parts = LossParts(self.timeline, self.queue)
         self.roles = Roles(self.timeline, self.models, self.queue)
         self.leakage = Leakage(self.timeline, self.queue)
-        self.invariants = Invariants(self.timeline, self.models, self.optimizers.params_of)
+        self.invariants = Invariants(self.timeline, self.optimizers.params_of)
         self.ranksync = RankSync(self.timeline, self.models, self.queue)
         self.worker_timelines: list[dict[str, Any]] = []  # handed back by forked workers (Hogwild)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
@@ -156,7 +156,7 @@ class Recorder:
         if forward is not None and forward[0] is module:  # what on_root_call found: not looked up twice
             state, training = forward[1], forward[2]
         else:
-            state = None if is_loss_module(module) else self.models.roots.get(id(module))
+            state = self.models.roots.get(id(module))  # a loss module is never a root
             training = state is not None and training_forward(module)
         if state is None:
             if is_loss_module(module):
@@ -168,16 +168,15 @@ class Recorder:
             self.models.finish(state, args)
             self._note_output_layer(state)
         self.latest.call = (module, args, kwargs)
+        self.invariants.on_forward(module, state)
         self.evaluation.mode_noted = False
         if training:  # a training forward is never an evaluation (grad on, train mode)
-            self.invariants.on_forward(module, state)
             if self.step < TARGETS_STEPS:
                 self.on_training_call(module, args, kwargs)
             if self.parts.on_training_output(output, state.info.module_types if state.info else {}):
                 self._model_computed_loss()
             self.roles.on_training_output(state.label, output, self.step, self.sampling.due(self.step))
         elif not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
-            self.invariants.on_forward(module, state)
             self.evaluation.on_forward(output, module, self.step)
             loader = self.loaders.batch_loader  # an evaluation over the training loader is no validation
             if not torch.is_grad_enabled() and (loader is None or loader != self.loaders.train_loader):

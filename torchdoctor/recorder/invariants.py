@@ -15,7 +15,6 @@ from typing import Any
 import torch
 
 from ..timeline import Timeline
-from .models import Models
 
 SCHEDULER_SETTINGS = ("T_max", "step_size", "milestones", "gamma", "total_steps", "eta_min", "T_0")
 MAX_SCHEDULERS = 16
@@ -51,10 +50,8 @@ class OptimizerCounts:
 
 
 class Invariants:
-    def __init__(self, timeline: Timeline, models: Models,
-                 params_of: Callable[[Any], list[torch.nn.Parameter]]) -> None:
+    def __init__(self, timeline: Timeline, params_of: Callable[[Any], list[torch.nn.Parameter]]) -> None:
         self.timeline = timeline
-        self.models = models
         self.params_of = params_of  # Optimizers.params_of: the list state_for() built this step
         self.counts: dict[int, OptimizerCounts] = {}
         # id(model) -> (model, its training flag at its last forward with gradients on, label)

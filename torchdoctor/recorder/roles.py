@@ -98,15 +98,14 @@ class Roles:
         """A model's training forward returned: remember where its output lives (while the flow
         is still looked for), and sample the generator's diversity on sampled steps."""
         roles = self.timeline.roles
-        if roles.generator is None and step >= FLOW_STEPS:
-            return  # no generator found in the first steps: nothing to look at, every later step
-        if roles.generator is None and step < FLOW_STEPS:
-            ptr = storage_of(output)
-            if ptr:
-                self.outputs = {k: v for k, v in self.outputs.items() if v != label}
-                self.outputs[ptr] = label
-        elif roles.generator is not None:
-            self.outputs = {}
+        if roles.generator is None:
+            if step < FLOW_STEPS:  # the flow is looked for in the first steps only
+                ptr = storage_of(output)
+                if ptr:
+                    self.outputs = {k: v for k, v in self.outputs.items() if v != label}
+                    self.outputs[ptr] = label
+            return  # no generator (yet): no diversity to sample
+        self.outputs = {}
         if (label != roles.generator or not due or step in self.diversity_steps
                 or len(roles.diversity) >= MAX_DIVERSITY_SAMPLES or not isinstance(output, torch.Tensor)):
             return
