@@ -154,6 +154,72 @@ def test_multi_line_optimizer_in_a_function(write_script):
     assert "\n     opt = torch.optim.SGD(\n" in diff  # the lines that did not change are context
 
 
+# Built in a decorated function, after a string whose lines start at column 0 and a call whose
+# closing parenthesis does: the block around the optimizer's line does not parse on its own.
+DIVERGING_AFTER_A_COLUMN_0_STRING = """\
+import functools
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@functools.lru_cache(maxsize=None)
+def main():
+    notes = \"\"\"
+lr: 5.0
+\"\"\"
+    torch.manual_seed(0)
+    x = torch.randn(256, 16)
+    y = (x[:, :4].sum(1) > 0).long()
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 2)
+)
+    opt = torch.optim.SGD(model.parameters(),
+                          lr=5.0, momentum=0.9)
+    for i in range(0, 256 * 3, 32):
+        opt.zero_grad()
+        F.cross_entropy(model(x[i % 256:i % 256 + 32]), y[i % 256:i % 256 + 32]).backward()
+        opt.step()
+    return notes
+
+
+main()
+"""
+
+
+def test_optimizer_site_after_a_string_at_column_0(write_script):
+    script = write_script(DIVERGING_AFTER_A_COLUMN_0_STRING)
+    source = run_script(script).report.timeline.sources["optimizer"]
+    assert (source["line"], source["end_line"]) == (17, 18)
+    assert source["text"].startswith("    opt = torch.optim.SGD(") and source["text"].endswith("momentum=0.9)")
+
+
+def test_statement_spans_match_the_whole_file_parse():
+    """Only the top-level block around a line is parsed: every executed line of the bundled
+    examples must get the statement a parse of the whole file gives."""
+    import ast
+    import io
+    import linecache
+    import tokenize
+    from pathlib import Path
+
+    from torchdoctor.probes.sources import SourceProbe
+
+    checked = 0
+    for path in sorted((Path(__file__).parent.parent / "examples").glob("*.py")):
+        lines = linecache.getlines(str(path))
+        tree = ast.parse("".join(lines))
+        spans = [(n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, ast.stmt) and not hasattr(n, "body")]
+        in_strings = {k for tok in tokenize.generate_tokens(io.StringIO("".join(lines)).readline)
+                      if tok.type == tokenize.STRING for k in range(tok.start[0] + 1, tok.end[0] + 1)}
+        probe = SourceProbe(Timeline())
+        for line in sorted({k for a, b in spans for k in range(a, b + 1)} - in_strings):
+            inner = min((s for s in spans if s[0] <= line <= s[1]), key=lambda s: s[1] - s[0])
+            found = probe.statement(str(path), str(path), line)
+            assert found is not None and (found["line"], found["end_line"]) == inner, (path.name, line)
+            checked += 1
+    assert checked > 500
+
+
 def test_healthy_run_has_no_location(write_script):
     run = run_script(write_script(HEALTHY))
     assert run.report.timeline.sources["optimizer"]["line"] == 10

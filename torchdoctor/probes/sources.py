@@ -52,7 +52,8 @@ class SourceProbe:
         self.sites: dict[int, tuple[Any, dict[str, Any]]] = {}  # id(optimizer) -> (weak ref, site)
         self.patches = contextlib.ExitStack()  # the wrapped __init__ of the optimizer and the sited classes
         self.handle: Any = None
-        self._statements: dict[str, list[tuple[int, int]]] = {}  # file -> simple statements' line spans
+        # (file, first line of a top-level block) -> its simple statements' line spans
+        self._statements: dict[tuple[str, int], list[tuple[int, int]]] = {}
         self.layer_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.loader_sites: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -138,22 +139,30 @@ class SourceProbe:
         if not lines or line < 1 or line > len(lines):
             return None
         first, last = line, line
-        spans = self._spans(name, lines)
+        spans = self._spans(name, lines, line)
         inner = [s for s in spans if s[0] <= line <= s[1]]
         if inner:
             first, last = min(inner, key=lambda s: s[1] - s[0])
         text = "".join(lines[first - 1:last])
         return {"file": path, "line": first, "end_line": last, "text": text.rstrip("\r\n")}
 
-    def _spans(self, path: str, lines: list[str]) -> list[tuple[int, int]]:
-        if path not in self._statements:
-            try:
-                tree = ast.parse("".join(lines))
-                self._statements[path] = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
-                                          if isinstance(n, ast.stmt) and not hasattr(n, "body")]
-            except (SyntaxError, ValueError):
-                self._statements[path] = []
-        return self._statements[path]
+    def _spans(self, path: str, lines: list[str], line: int) -> list[tuple[int, int]]:
+        """The line spans of the simple statements in the top-level block around `line`. Parsing
+        only that block (the function or loop the call sits in) costs a tenth of parsing the file
+        (8 ms for 340 lines, paid at the first step); a block that does not parse on its own (a
+        column-0 line inside a string) falls back to the whole file."""
+        first, last = _top_level_block(lines, line)
+        key = (path, first)
+        spans = self._statements.get(key)
+        if spans is None:
+            spans = _simple_statements("".join(lines[first - 1:last]), first - 1)
+            if spans is None:
+                whole = self._statements.get((path, 0))
+                if whole is None:
+                    whole = self._statements[(path, 0)] = _simple_statements("".join(lines), 0) or []
+                spans = whole
+            self._statements[key] = spans
+        return spans
 
     # -- at the first step -------------------------------------------------------------------
     def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -189,6 +198,39 @@ def _user_frame(direct: bool = False) -> tuple[str, str, int] | None:
             return None
         frame = frame.f_back  # type: ignore[assignment]
     return None
+
+
+# A column-0 line that goes on with the statement above it, not one that starts a new one.
+_CONTINUES = ("else", "elif", "except", "finally", ")", "]", "}", "#")
+
+
+def _top_level_block(lines: list[str], line: int) -> tuple[int, int]:
+    """The lines (1-based, inclusive) of the top-level statement around `line`: from the last
+    column-0 line that starts a statement (its decorators with it) to the line before the next."""
+    def starts(k: int) -> bool:
+        text = lines[k - 1]
+        return bool(text[:1].strip()) and not text.startswith(_CONTINUES)
+
+    first = line
+    while first > 1 and not starts(first):
+        first -= 1
+    while first > 1 and lines[first - 2].startswith("@"):
+        first -= 1
+    last = line + 1
+    while last <= len(lines) and not (starts(last) and not lines[last - 2].startswith("@")):
+        last += 1
+    return first, last - 1
+
+
+def _simple_statements(source: str, offset: int) -> list[tuple[int, int]] | None:
+    """(first, last) line of every statement without a body, shifted by `offset`; None when
+    `source` does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    return [(n.lineno + offset, (n.end_lineno or n.lineno) + offset) for n in ast.walk(tree)
+            if isinstance(n, ast.stmt) and not hasattr(n, "body")]
 
 
 def _weak(obj: Any) -> Any:
