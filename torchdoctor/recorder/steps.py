@@ -143,10 +143,12 @@ class Steps:
             # after a backward costs tens of microseconds, so none is made.
             numbers = StepNumbers(values, math.nan, {}, [], [])
         else:
-            numbers = measure_step(params if due else [], layer_of, losses, extras)
+            eager = bool(losses) and None not in values  # the losses were read at once: so can the norms
+            numbers = measure_step(params if due else [], layer_of, losses, extras, eager)
         if not due:
             numbers.measured = False
-            if not all(math.isfinite(v) for v in numbers.losses):  # rare: which gradients went bad
+            # Rare: which gradients went bad (a sum that overflows costs one look for nothing).
+            if not math.isfinite(sum(numbers.losses)):
                 grads = measure_step(params, layer_of, [])
                 numbers.total_norm, numbers.layer_norms = grads.total_norm, grads.layer_norms
                 numbers.nonfinite_params, numbers.measured = grads.nonfinite_params, True
