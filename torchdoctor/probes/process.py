@@ -21,11 +21,20 @@ class _MallInfo2(ctypes.Structure):
 def _glibc_mallinfo() -> Callable[[], Any] | None:
     """glibc's `mallinfo2`: the bytes malloc has handed out and not got back, exact and ~1 us to
     read, where RSS moves by tens of MiB with the allocator's whims. None elsewhere."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        function = libc.mallinfo2
-    except (OSError, AttributeError, TypeError):
-        return None
+    function = None
+    # The process's own symbols first (glibc's are among them on Linux): find_library runs
+    # ldconfig in a subprocess, 2 ms at the first memory sample.
+    for name in (None, "libc.so.6"):
+        try:
+            function = ctypes.CDLL(name).mallinfo2
+            break
+        except (OSError, AttributeError, TypeError):
+            continue
+    if function is None:
+        try:
+            function = ctypes.CDLL(ctypes.util.find_library("c")).mallinfo2
+        except (OSError, AttributeError, TypeError):
+            return None
     function.restype = _MallInfo2
     function.argtypes = []
     return function
