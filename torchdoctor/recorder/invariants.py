@@ -97,12 +97,12 @@ class Invariants:
         if backwards <= 0:
             return  # a closure computes the gradients inside step() (LBFGS), or nothing to judge
         params = self.params_of(optimizer)
-        if params and all(p.grad is None for p in params):
+        if params and params[0].grad is None and all(p.grad is None for p in params):  # the first says no, every step
             counts.note("zero_grad() between backward() and step()" if self.zero_after_backward
                         else "every gradient None", step)
             return
-        lrs = [g.get("lr") for g in optimizer.param_groups]
-        if lrs and all(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0 for lr in lrs):
+        groups = optimizer.param_groups
+        if groups and _zero(groups[0].get("lr")) and all(_zero(g.get("lr")) for g in groups):
             counts.note("learning rate 0", step)
             return
         if self.zero_after_backward and counted:
@@ -191,3 +191,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (int, float)):
         return value
     return None
+
+
+def _zero(lr: Any) -> bool:
+    """A learning rate of exactly 0 (a tensor or a scheduler's object is not judged)."""
+    return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0
