@@ -138,13 +138,13 @@ class Steps:
         self.parts.queue_terms(found)
         extras, decoders = self.queue.take()
         due = self.dense_norms or norms_due(self.step)
-        if not due and not extras and None not in values and len(values) == len(losses):
-            # Nothing to read: the losses were read at their backward (CPU). A tensor op right
-            # after a backward costs tens of microseconds, so none is made.
+        read = None not in values and len(values) == len(losses)  # the losses were read at their backward (CPU)
+        if not due and not extras and read:
+            # Nothing to read. A tensor op right after a backward costs tens of microseconds, so
+            # none is made.
             numbers = StepNumbers(values, math.nan, {}, [], [])
-        else:
-            eager = bool(losses) and None not in values  # the losses were read at once: so can the norms
-            numbers = measure_step(params if due else [], layer_of, losses, extras, eager)
+        else:  # where the losses were read at once, so can the norms be
+            numbers = measure_step(params if due else [], layer_of, losses, extras, eager=read and bool(losses))
         if not due:
             numbers.measured = False
             # Rare: which gradients went bad (a sum that overflows costs one look for nothing).
