@@ -39,9 +39,13 @@ def layer_kind(module: torch.nn.Module) -> str:
 
 
 def compiled_original(module: torch.nn.Module) -> torch.nn.Module | None:
-    """The model inside a torch.compile wrapper (OptimizedModule), if `module` is one."""
+    """The model inside a torch.compile wrapper (OptimizedModule), if `module` is one. Asked at
+    every training forward: the type is looked at first, because a module without the attribute
+    answers `getattr` by raising inside `Module.__getattr__` (2 us, twice a step)."""
+    if type(module).__name__ != "OptimizedModule":
+        return None
     inner = getattr(module, "_orig_mod", None)
-    return inner if type(module).__name__ == "OptimizedModule" and isinstance(inner, torch.nn.Module) else None
+    return inner if isinstance(inner, torch.nn.Module) else None
 
 
 def input_shape(args: tuple) -> list[int] | None:
