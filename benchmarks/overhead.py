@@ -1,6 +1,6 @@
 """What torchdoctor costs per training step, side by side with plain PyTorch and detect_anomaly.
 
-    python benchmarks/overhead.py [--windows 12] [--threads 2] [--models cnn,resnet18]
+    python benchmarks/overhead.py [--windows 12] [--processes 1] [--threads 2] [--models cnn,resnet18]
                                   [--early 200] [--probes] [--baseline DIR]
 
 Workloads: a small CNN and torchvision's ResNet-18, on CPU with a fixed thread count and
@@ -18,7 +18,10 @@ figure is the median over windows, with the middle half of the windows beside it
 every sampled step in its share (the gradient norms of one step in five, the statistics of one in
 fifty, the activations of one in a hundred). Steady state starts after WARMUP steps, past the
 dense sampling of a run's first steps; `--early N` measures a fresh run's first N steps instead
-(discovery and dense sampling included), over `--windows` fresh runs.
+(discovery and dense sampling included), over `--windows` fresh runs. `--processes N` splits the
+windows between N sets of fresh processes, one set after the other: a process's own luck shifts
+all its windows alike (two plain processes differ by up to 3% on a shared VM), and only a new
+process draws again.
 Also: how many steps after a NaN appears torchdoctor reports it, and the import time.
 """
 
@@ -195,10 +198,36 @@ def turns(workers: list[Worker], steps: int, block: int, seed: int = 0) -> list[
 
 
 def measure(workload: str, labels: dict[str, tuple[str, Path]], windows: int, threads: int = 2,
-            early: int = 0, warmup: int = WARMUP, window: int = WINDOW, block: int = BLOCK
-            ) -> tuple[dict[str, float], dict[str, tuple[float, float, float]], dict[str, str]]:
+            early: int = 0, warmup: int = WARMUP, window: int = WINDOW, block: int = BLOCK,
+            processes: int = 1) -> tuple[dict[str, float], dict[str, tuple[float, float, float]], dict[str, str]]:
     """Per label (mode, package dir): median seconds per step, and (first quartile, median, third
-    quartile) of the windows' ratios to `plain`; and where each process found torchdoctor."""
+    quartile) of the windows' ratios to `plain`; and where each process found torchdoctor.
+
+    With `processes` > 1 the windows are split between that many sets of fresh processes, one set
+    after the other: a process's own luck (where its memory landed, which core it started on)
+    shifts all of its windows alike, by up to 3% between two plain processes on a shared VM, and
+    only new processes average it out."""
+    per_window: list[list[float]] = []
+    where: dict[str, str] = {}
+    labels_in_order = list(labels)
+    for k in range(processes):
+        share = windows // processes + (1 if k < windows % processes else 0)
+        if share:
+            spent, where = _windows(workload, labels, share, threads, early, warmup, window, block, seed=k)
+            per_window += spent
+    steps = early or window
+    plain = [spent[0] for spent in per_window]
+    times, ratios = {}, {}
+    for i, label in enumerate(labels_in_order):
+        mine = [spent[i] for spent in per_window]
+        times[label] = statistics.median(mine) / steps
+        ratios[label] = _quartiles([m / p for m, p in zip(mine, plain, strict=True)])
+    return times, ratios, where
+
+
+def _windows(workload: str, labels: dict[str, tuple[str, Path]], windows: int, threads: int, early: int,
+             warmup: int, window: int, block: int, seed: int) -> tuple[list[list[float]], dict[str, str]]:
+    """One set of processes, one per label: each window's seconds per label, in the labels' order."""
     workers = [start(label, name, workload, threads, package) for label, (name, package) in labels.items()]
     try:
         where = {w.label: w.ask("new") for w in workers}
@@ -208,24 +237,16 @@ def measure(workload: str, labels: dict[str, tuple[str, Path]], windows: int, th
                 if k:
                     for w in workers:
                         w.ask("new")
-                per_window.append(turns(workers, early, block, k))
-            steps = early
+                per_window.append(turns(workers, early, block, 1000 * seed + k))
         else:
-            turns(workers, warmup, block, -1)
-            per_window = [turns(workers, window, block, k) for k in range(windows)]
-            steps = window
+            turns(workers, warmup, block, -1 - seed)
+            per_window = [turns(workers, window, block, 1000 * seed + k) for k in range(windows)]
     finally:
         for w in workers:
             with contextlib.suppress(Exception):
                 w.ask("quit")
             w.process.wait(timeout=60)
-    plain = [spent[0] for spent in per_window]
-    times, ratios = {}, {}
-    for i, w in enumerate(workers):
-        mine = [spent[i] for spent in per_window]
-        times[w.label] = statistics.median(mine) / steps
-        ratios[w.label] = _quartiles([m / p for m, p in zip(mine, plain, strict=True)])
-    return times, ratios, where
+    return per_window, where
 
 
 def _quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -284,6 +305,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12, help="windows per mode")
     parser.add_argument("--window", type=int, default=WINDOW, help="steps of each mode in a window")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="split the windows between N sets of fresh processes, one after the other")
     parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18")
     parser.add_argument("--early", type=int, default=0, metavar="N",
                         help="also the mean over a fresh run's first N steps (discovery and dense sampling), e.g. 200")
@@ -294,6 +317,8 @@ def main() -> None:
     parser.add_argument("--no-anomaly", action="store_true", help="leave detect_anomaly out (it is slow)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not 1 <= args.processes <= args.windows:
+        parser.error("--processes must be between 1 and --windows")
     if args.worker:
         worker(args.worker, args.models, args.threads)
         return
@@ -307,14 +332,16 @@ def main() -> None:
           f"{args.windows} windows of {args.window} steps after {WARMUP} warm-up steps; median step time")
     for key in args.models.split(","):
         name = WORKLOADS[key.strip()][0]
-        times, ratios, where = measure(key.strip(), modes, args.windows, args.threads, window=args.window)
+        times, ratios, where = measure(key.strip(), modes, args.windows, args.threads, window=args.window,
+                                       processes=args.processes)
         print(f"  {name}")
         show(times, ratios)
         if args.baseline is not None:
             print(f"    (baseline from {where['run (baseline)']}, this tree from {where['run']})")
         if args.early:
             early_modes = {k: v for k, v in modes.items() if v[0] != "anomaly"}
-            times, ratios, _ = measure(key.strip(), early_modes, args.windows, args.threads, early=args.early)
+            times, ratios, _ = measure(key.strip(), early_modes, args.windows, args.threads, early=args.early,
+                                        processes=args.processes)
             print(f"    over a fresh run's first {args.early} steps ({args.windows} runs):")
             show(times, ratios)
         if args.probes:
@@ -324,7 +351,8 @@ def main() -> None:
             off["core only"] = ("run-" + ",".join(OPTIONAL_PROBES), REPO)
             times, ratios, _ = measure(key.strip(), {"plain": ("plain", REPO), NOISE: ("plain", REPO),
                                                      "run": ("run", REPO), **off},
-                                       args.windows, args.threads, window=args.window)
+                                       args.windows, args.threads, window=args.window,
+                                       processes=args.processes)
             run = ratios["run"][1]
             print(f"    run {run:5.3f}x; each optional probe's cost is run's ratio minus run's without it")
             print("    probe        run without it   its cost   (middle half of windows)")

@@ -130,4 +130,8 @@ def test_the_overhead_benchmark_runs_and_a_nan_is_reported_at_its_step():
     assert set(times) == set(labels) and all(t > 0 for t in times.values())
     assert ratios["plain"] == (1.0, 1.0, 1.0) and all(r[0] <= r[1] <= r[2] for r in ratios.values())
     assert set(where.values()) == {str(REPO)}  # each process trained with this tree's torchdoctor
+    # The windows split between two sets of fresh processes, one after the other.
+    times, ratios, _ = measure("cnn", {"plain": ("plain", REPO), "run": ("run", REPO)}, windows=2, warmup=2,
+                               window=4, block=2, processes=2)
+    assert all(t > 0 for t in times.values()) and ratios["plain"] == (1.0, 1.0, 1.0)
     assert nan_latency() == 0
