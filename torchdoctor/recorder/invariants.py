@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..timeline import Timeline
+from .optimizers import zero_lr
 
 SCHEDULER_SETTINGS = ("T_max", "step_size", "milestones", "gamma", "total_steps", "eta_min", "T_0")
 MAX_SCHEDULERS = 16
@@ -102,7 +103,7 @@ class Invariants:
                         else "every gradient None", step)
             return
         groups = optimizer.param_groups
-        if groups and _zero(groups[0].get("lr")) and all(_zero(g.get("lr")) for g in groups):
+        if groups and zero_lr(groups[0].get("lr")) and all(zero_lr(g.get("lr")) for g in groups):
             counts.note("learning rate 0", step)
             return
         if self.zero_after_backward and counted:
@@ -192,7 +193,3 @@ def _plain(value: Any) -> Any:
         return value
     return None
 
-
-def _zero(lr: Any) -> bool:
-    """A learning rate of exactly 0 (a tensor or a scheduler's object is not judged)."""
-    return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0

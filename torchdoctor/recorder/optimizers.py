@@ -128,23 +128,23 @@ class Optimizers:
         """Parameters that require and receive gradients but that no optimizer updates (or only
         with a learning rate of 0): the optimizer was given a part of the model."""
         optimized: set[int] = set()
-        zero_lr: set[int] = set()
+        at_zero_lr_ids: set[int] = set()
         for optimizer in self.alive():
             for group in optimizer.param_groups:
-                lr = group.get("lr")
+                at_zero = zero_lr(group.get("lr"))
                 for p in group["params"]:
                     optimized.add(id(p))
-                    if isinstance(lr, (int, float)) and lr == 0:
-                        zero_lr.add(id(p))
+                    if at_zero:
+                        at_zero_lr_ids.add(id(p))
         idle: list[str] = []
         at_zero_lr: list[str] = []
         idle_numel = trainable = 0
         for root, p in self.models.trainable():
             trainable += p.numel()
-            if p.grad is not None and (id(p) not in optimized or id(p) in zero_lr):
+            if p.grad is not None and (id(p) not in optimized or id(p) in at_zero_lr_ids):
                 idle.append(root.param_names.get(id(p), "?"))
                 idle_numel += p.numel()
-                if id(p) in zero_lr:
+                if id(p) in at_zero_lr_ids:
                     at_zero_lr.append(idle[-1])
         if idle:
             self.timeline.events.append(Event("unoptimized_parameters", step, epoch, {
@@ -191,3 +191,9 @@ def current_lr(optimizer: torch.optim.Optimizer) -> float | None:
         return float(lr) if lr is not None else None
     except Exception:
         return None
+
+
+def zero_lr(lr: Any) -> bool:
+    """A learning rate of exactly 0 (a tensor, a bool or a scheduler's object is not judged): one
+    test for both places that ask, so they cannot disagree."""
+    return isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr == 0
