@@ -209,7 +209,6 @@ def measure(workload: str, labels: dict[str, tuple[str, Path]], windows: int, th
     only new processes average it out."""
     per_window: list[list[float]] = []
     where: dict[str, str] = {}
-    labels_in_order = list(labels)
     for k in range(processes):
         share = windows // processes + (1 if k < windows % processes else 0)
         if share:
@@ -218,7 +217,7 @@ def measure(workload: str, labels: dict[str, tuple[str, Path]], windows: int, th
     steps = early or window
     plain = [spent[0] for spent in per_window]
     times, ratios = {}, {}
-    for i, label in enumerate(labels_in_order):
+    for i, label in enumerate(labels):
         mine = [spent[i] for spent in per_window]
         times[label] = statistics.median(mine) / steps
         ratios[label] = _quartiles([m / p for m, p in zip(mine, plain, strict=True)])

@@ -40,8 +40,8 @@ def amp_overflow(tl: Timeline, p: dict[str, float]) -> Iterator[Finding]:
     # The second half by each entry's own update index: a long run's history keeps only its last
     # entries, so a position in it is not an update. Its share is of the updates it still shows.
     half = amp.updates // 2
-    late_pairs = [after < before for (u0, before), (u1, after) in zip(amp.scales, amp.scales[1:], strict=False)
-                  if u1 >= half and u1 == u0 + 1]
+    late_pairs = [after < before for (_, before), (update, after) in zip(amp.scales, amp.scales[1:], strict=False)
+                  if update >= half]
     late_share = sum(late_pairs) / max(1, len(late_pairs))
     collapsed = lowest is not None and lowest < p["min_scale"]
     if not collapsed and late_share <= p["late_skip_share"]:
