@@ -140,8 +140,7 @@ class ModuleProbe:
         self.watched = {}
 
     def _call_root(self, original: Any, module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
-        # __call__ has asked _skip() already: the hooks below do not ask again.
-        self._pre(module, args, checked=True)
+        self._pre(module, args)
         widened = False
         if self.depth == 1 and self.recorder.shared.measuring and not self.handles:
             self.widened, widened = module, True  # this forward's layers are measured: watch them all
@@ -150,7 +149,7 @@ class ModuleProbe:
             output = original(module, *args, **kwargs)
         except Exception as exc:
             self._note_raised(module, exc)
-            self._post(module, args, None, checked=True)  # one value after args: the forward raised
+            self._post(module, args, None)  # one value after args: the forward raised
             raise
         except BaseException:  # Ctrl-C: no finding, but leave the bookkeeping level
             self.depth = max(0, self.depth - 1)
@@ -159,7 +158,7 @@ class ModuleProbe:
             if widened:
                 self.widened = None
                 self._remove_global()
-        self._post(module, args, kwargs, output, checked=True)
+        self._post(module, args, kwargs, output)
         return output
 
     def _note_raised(self, root: torch.nn.Module, exc: BaseException) -> None:
@@ -191,9 +190,9 @@ class ModuleProbe:
         # Forwards re-run inside backward() (activation checkpointing) are not new calls.
         return bool(shared.replaying or shared.in_backward or tracing())
 
-    def _pre(self, module: torch.nn.Module, args: tuple, checked: bool = False) -> None:
+    def _pre(self, module: torch.nn.Module, args: tuple) -> None:
         rec = self.recorder
-        if not checked and self._skip():
+        if self._skip():
             return None
         try:
             if self.depth == 0:
@@ -211,11 +210,11 @@ class ModuleProbe:
         self.depth += 1
         return None
 
-    def _post(self, module: torch.nn.Module, args: tuple, *rest: Any, checked: bool = False) -> None:
+    def _post(self, module: torch.nn.Module, args: tuple, *rest: Any) -> None:
         # (kwargs, output) normally; just (output) when PyTorch calls always_call hooks after the
         # forward raised, where it ignores with_kwargs.
         rec = self.recorder
-        if not checked and self._skip():
+        if self._skip():
             return None
         self.depth = max(0, self.depth - 1)
         failed = len(rest) != 2

@@ -27,9 +27,9 @@ from .invariants import Invariants
 from .leakage import Leakage
 from .loaders import Loaders
 from .memory import MemoryWatch
-from .models import Models, RootState, is_loss_module, output_layer_site, training_forward
+from .models import Models, RootState, compiled_original, is_loss_module, training_forward
 from .optimizers import Optimizers
-from .ranksync import RankSync, fingerprint_due
+from .ranksync import RankSync
 from .readback import ReadbackQueue
 from .roles import Roles
 from .sampling import Sampling
@@ -71,9 +71,9 @@ class Recorder:
         self.ranksync = RankSync(self.timeline, self.models, self.queue)
         self.worker_timelines: list[dict[str, Any]] = []  # handed back by forked workers (Hogwild)
         self.inner_losses = 0  # training losses computed inside a model's forward, this forward
-        # The root forward running: (module, its RootState or None, a training forward, the
-        # step's statistics due), as on_root_call found them, for on_root_done.
-        self.forward: tuple[torch.nn.Module, RootState | None, bool, bool] | None = None
+        # The root forward running: (module, its RootState or None, a training forward), as
+        # on_root_call found them, for on_root_done.
+        self.forward: tuple[torch.nn.Module, RootState | None, bool] | None = None
         self.loader_sites: dict[int, dict[str, Any]] = {}  # id(loader) -> where the script built it
         self.steps = Steps(self.timeline, self.models, self.loaders, self.optimizers, self.evaluation,
                            self.sampling, self.failures, self.memory, self.queue, self.parts, self.roles)
@@ -111,23 +111,21 @@ class Recorder:
         self.forward = None
         if is_loss_module(module):
             self.models.note_loss_module(module)
-            self.forward = (module, None, False, False)
+            self.forward = (module, None, False)
             return None
         self.shared.failed_in = None
-        step = self.steps.step
-        state = self.models.root_state(module, step)
+        state = self.models.root_state(module, self.step)
         self.shared.in_model = state is not None
         self.inner_losses = 0
         training = state is not None and training_forward(module)
-        due = training and self.sampling.due(step)  # asked once: the input, leakage and roles samples
-        self.forward = (module, state, training, due)
+        self.forward = (module, state, training)
         if training:
-            self.memory.on_training_forward(state, module, args, step)
-            self.sampling.on_training_forward(state, module, args, step, due)
-            self.roles.on_training_input(state.label, args, step)
-            self.leakage.on_training_input(module, args, step, due)
-            self.ranksync.on_training_forward(module, step)
-            if step < TARGETS_STEPS:  # before the forward: a crash in it still knows the task
+            self.memory.on_training_forward(state, module, args, self.step)
+            self.sampling.on_training_forward(state, args, self.step, compiled_original(module) is not None)
+            self.roles.on_training_input(state.label, args, self.step)
+            self.leakage.on_training_input(module, args, self.step, self.sampling.due(self.step))
+            self.ranksync.on_training_forward(module, self.step)
+            if self.step < TARGETS_STEPS:  # before the forward: a crash in it still knows the task
                 self.on_training_call(module, args, {})
         return state
 
@@ -140,30 +138,26 @@ class Recorder:
 
     @guarded
     def on_activation(self, module: torch.nn.Module, output: Any) -> None:
-        self.sampling.on_activation(module, output, self.steps.step)
+        self.sampling.on_activation(module, output, self.step)
 
     @guarded
     def on_root_exit(self, module: torch.nn.Module, failed: bool) -> None:
         """A root forward returned or raised: stop seeing saved tensors; note where an exception left."""
         self.shared.sampling_activations = None
         self.shared.in_model = False
-        if self.sampling.functional is not None:  # each a call for nothing on most forwards
-            self.sampling.end_forward()
-        if self.memory.meter.capture is not None:
-            self.memory.on_forward_exit()
+        self.sampling.end_forward()
+        self.memory.on_forward_exit()
         if failed and self.shared.failed_in is None:
             self.shared.failed_in = {"phase": "forward", "module": None}
 
     @guarded
     def on_root_done(self, module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         forward, self.forward = self.forward, None
-        step = self.steps.step
         if forward is not None and forward[0] is module:  # what on_root_call found: not looked up twice
-            state, training, due = forward[1], forward[2], forward[3]
+            state, training = forward[1], forward[2]
         else:
             state = self.models.roots.get(id(module))  # a loss module is never a root
             training = state is not None and training_forward(module)
-            due = training and self.sampling.due(step)
         if state is None:
             if is_loss_module(module):
                 # Keep only the target and the value: holding the logits would keep a large tensor alive.
@@ -172,24 +166,21 @@ class Recorder:
             return
         if not state.order_done:
             self.models.finish(state, args)
-            if "output_layer" not in self.timeline.sources:
-                site = output_layer_site(state, self.shared.layer_sites)
-                if site is not None:
-                    self.timeline.sources["output_layer"] = site
+            self._note_output_layer(state)
         self.latest.call = (module, args, kwargs)
         self.invariants.on_forward(module, state)
         self.evaluation.mode_noted = False
         if training:  # a training forward is never an evaluation (grad on, train mode)
-            if step < TARGETS_STEPS:
+            if self.step < TARGETS_STEPS:
                 self.on_training_call(module, args, kwargs)
             if self.parts.on_training_output(output, state.info.module_types if state.info else {}):
                 self._model_computed_loss()
-            self.roles.on_training_output(state.label, output, step, due)
+            self.roles.on_training_output(state.label, output, self.step, self.sampling.due(self.step))
         elif not torch.is_grad_enabled() or torch.is_inference_mode_enabled() or not module.training:
-            self.evaluation.on_forward(output, module, step)
+            self.evaluation.on_forward(output, module, self.step)
             loader = self.loaders.batch_loader  # an evaluation over the training loader is no validation
             if not torch.is_grad_enabled() and (loader is None or loader != self.loaders.train_loader):
-                self.leakage.on_eval_input(module, args, step)
+                self.leakage.on_eval_input(module, args, self.step)
         # Small outputs only: finalize() checks it, and a big one (LM logits) must not outlive its step.
         small = isinstance(output, torch.Tensor) and output.numel() <= MAX_KEPT_OUTPUT
         self.latest.output = output.detach() if small else None
@@ -221,9 +212,23 @@ class Recorder:
                 site = self.shared.call_site() if self.shared.call_site is not None else None
                 if site is not None:
                     self.timeline.sources["loss"] = site  # the loss call a fix to its input rewrites
-            self.sampling.on_training_loss(name, args, kwargs, self.steps.step)
+            self.sampling.on_training_loss(name, args, kwargs, self.step)
             return
         self.evaluation.on_loss(name, args, kwargs, out, model, self.step)
+
+    def _note_output_layer(self, state: Any) -> None:
+        """Where the script built the first model's last module when that is a Softmax or a Sigmoid:
+        the line double_softmax / double_sigmoid rewrite."""
+        info, sites = state.info, self.shared.layer_sites
+        if info is None or not info.module_types or sites is None or "output_layer" in self.timeline.sources:
+            return
+        name, kind = list(info.module_types.items())[-1]
+        if kind not in ("Softmax", "Sigmoid"):
+            return
+        layer = next((m for m in state.module.modules() if state.module_names.get(id(m)) == name), None)
+        site = sites.get(layer) if layer is not None else None
+        if site is not None:
+            self.timeline.sources["output_layer"] = {**site, "module": name, "type": kind}
 
     def _model_computed_loss(self) -> None:
         """A model returned its losses as a dict: the loss calls inside its forward were its parts;
@@ -243,21 +248,14 @@ class Recorder:
     def on_backward(self, tensors: Any, retain_graph: bool = False, root: Any = None) -> None:
         self.timeline.backward_calls += 1
         self.shared.failed_in = None
-        self.memory.on_backward(tensors, retain_graph, root, self.steps.step)
-        if self.evaluation.tracker.open is not None:
-            self.evaluation.tracker.on_backward()
+        self.memory.on_backward(tensors, retain_graph, root, self.step)
+        self.evaluation.tracker.on_backward()
         self.invariants.on_backward()
         self.shared.stepping.clear()  # no step() is running now: a step that raised left nothing behind
         self.steps.on_backward(tensors)
 
-    def on_after_backward(self) -> None:
-        # The common loop's optimizer counts the steps: tested before the guard and the call into
-        # Steps, each a cold frame right after the backward pass.
-        if not self.optimizers.states and self.optimizers.explicit is None:
-            self._after_backward()
-
     @guarded
-    def _after_backward(self) -> None:
+    def on_after_backward(self) -> None:
         self.steps.after_backward()
 
     @guarded
@@ -280,14 +278,13 @@ class Recorder:
     @guarded
     def on_before_step(self, optimizer: torch.optim.Optimizer) -> None:
         self.steps.before_step(optimizer)
-        self.invariants.before_step(optimizer, self.steps.step, self.optimizers.is_counted(optimizer))
+        self.invariants.before_step(optimizer, self.step, self.optimizers.is_counted(optimizer))
 
     @guarded
     def on_after_step(self, optimizer: torch.optim.Optimizer) -> None:
-        step = self.steps.step
+        step = self.step
         self.steps.after_step(optimizer)
-        if self.invariants.pending_zeroed is not None:  # rare: a zero_grad() between backward() and step()
-            self.invariants.after_step(step)
+        self.invariants.after_step(step)
 
     @guarded
     def on_scheduler_step(self, scheduler: Any) -> None:
@@ -317,12 +314,8 @@ class Recorder:
         """In the parent: the timelines its workers handed back (merged at finalize)."""
         self.worker_timelines.extend(handed)
 
-    def _fingerprint_step(self) -> None:
-        if fingerprint_due(self.steps.step - 1):  # steps 0, 1, 3, 7...: the others return before the guard
-            self._fingerprint()
-
     @guarded
-    def _fingerprint(self) -> None:
+    def _fingerprint_step(self) -> None:
         self.ranksync.after_step(self.steps.step - 1)
 
     # -- data loading (data probe) ---------------------------------------------------------------

@@ -9,7 +9,6 @@ import re
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -47,21 +46,6 @@ def compiled_original(module: torch.nn.Module) -> torch.nn.Module | None:
         return None
     inner = getattr(module, "_orig_mod", None)
     return inner if isinstance(inner, torch.nn.Module) else None
-
-
-
-def output_layer_site(state: RootState, sites: Any) -> dict[str, Any] | None:
-    """Where the script built the model's last module when that is a Softmax or a Sigmoid: the
-    line double_softmax / double_sigmoid rewrite (`sites`: module -> where it was built)."""
-    info = state.info
-    if info is None or not info.module_types or sites is None:
-        return None
-    name, kind = list(info.module_types.items())[-1]
-    if kind not in ("Softmax", "Sigmoid"):
-        return None
-    layer = next((m for m in state.module.modules() if state.module_names.get(id(m)) == name), None)
-    site = sites.get(layer) if layer is not None else None
-    return {**site, "module": name, "type": kind} if site is not None else None
 
 
 def input_shape(args: tuple) -> list[int] | None:

@@ -24,7 +24,6 @@ from ..probes.updates import UpdateSampler, ratios
 from ..timeline import MAX_HABIT_SAMPLES, StepRecord, Timeline
 from .classes import annotate_prior, class_stats, decode_class_stats
 from .evaluation import class_counts
-from .models import compiled_original
 from .readback import ReadbackQueue
 
 MAX_ACTIVATION_SAMPLES = 400
@@ -86,17 +85,15 @@ class Sampling:
     def due(self, step: int) -> bool:
         return self.updates.due(step)
 
-    def on_training_forward(self, state: Any, module: torch.nn.Module, args: tuple, step: int,
-                            due: bool) -> None:
-        """A model's training forward starts: sample its input (`due`: the step's statistics are),
-        and its activations, when due (the functional ReLUs too, except in compiled code, where a
-        mode would recompile it)."""
-        if due and args and step not in self.inputs_sampled:
+    def on_training_forward(self, state: Any, args: tuple, step: int, compiled: bool = False) -> None:
+        """A model's training forward starts: sample its input, and its activations, when due
+        (the functional ReLUs too, except in compiled code, where a mode would recompile it)."""
+        if args and self.updates.due(step) and step not in self.inputs_sampled:
             self._sample_input(args[0], step)
         if activations_due(step) and step not in self.activations_sampled:
             self.activations_sampled.add(step)
             self.shared.sampling_activations = state
-            if compiled_original(module) is None and self.functional is None:
+            if not compiled and self.functional is None:
                 mode = FunctionalActivations(self, state.module_names, step)
                 mode.__enter__()
                 self.functional = mode

@@ -94,8 +94,7 @@ class Steps:
         new_optimizer = primary and self.optimizers.replaced
         if primary:
             self.optimizers.check_habits(state, self.step, self.loaders.epoch)
-            if self.memory.meter.pending is not None:  # a memory breakdown is being measured
-                self.memory.at_step(state.params)
+            self.memory.at_step(state.params)
         numbers, counted_from, context, found = self._read_back(state.params, state.layer_of)
         if primary:
             self.phases.at_step(self.step, new_optimizer, _trained(numbers, state.params, state.layer_of),
@@ -120,10 +119,8 @@ class Steps:
             record.terms = found["terms"]
         counted = numbers.losses[counted_from:]
         self.roles.at_step(optimizer, state.params, found["counted"], sum(counted) if counted else None, record)
-        if numbers.measured:
-            merge_grads(record, numbers, len(self.timeline.layers))
-        if numbers.nonfinite_params or not all(map(math.isfinite, numbers.losses)):
-            self._check_nonfinite(record, numbers, state.params, context)
+        merge_grads(record, numbers, len(self.timeline.layers))
+        self._check_nonfinite(record, numbers, state.params, context)
 
     def _read_back(self, params: list[torch.nn.Parameter],
                    layer_of: list[int]) -> tuple[StepNumbers, int, Any, dict[str, Any]]:
@@ -137,10 +134,9 @@ class Steps:
         values = self.pending_values
         self.pending_losses, self.pending_values, self.counted_from, self.first_pending_context = [], [], 0, None
         found: dict[str, Any] = {"counted": losses[counted_from:]}
-        if self.sampling.pending_accuracy:  # (the tests here spare a call each on most steps)
-            self.sampling.queue_accuracy(found)
+        self.sampling.queue_accuracy(found)
         self.parts.queue_terms(found)
-        extras, decoders = self.queue.take() if self.queue.entries else ([], [])
+        extras, decoders = self.queue.take()
         due = self.dense_norms or norms_due(self.step)
         read = None not in values and len(values) == len(losses)  # the losses were read at their backward (CPU)
         if not due and not extras and read:
@@ -228,7 +224,7 @@ class Steps:
         if not self.optimizers.is_counted(optimizer):
             return
         state = self.optimizers.states.get(id(optimizer))
-        if state is not None and self.timeline.steps and self.sampling.updates.before is not None:
+        if state is not None and self.timeline.steps:
             self.sampling.after_update(state.params, state.layer_of, self.timeline.steps[-1])
         self._finish_step()
 
