@@ -1,14 +1,15 @@
 """What torchdoctor costs per training step, side by side with plain PyTorch and detect_anomaly.
 
-    python benchmarks/overhead.py [--windows 12] [--processes 1] [--threads 2] [--models cnn,resnet18]
+    python benchmarks/overhead.py [--windows 12] [--processes 1] [--threads 2] [--models cnn,resnet18,mlp]
                                   [--early 200] [--probes] [--baseline DIR]
 
-Workloads: a small CNN and torchvision's ResNet-18, on CPU with a fixed thread count and
-synthetic data. Modes: plain; torchdoctor's default as `torchdoctor run` uses it (discovery
-through global hooks, no arguments); as `watch(model, optimizer)`; `torch.autograd.detect_anomaly()`;
-with `--baseline DIR`, `run` and `watch` of the torchdoctor package in DIR too (the previous
-commit: `git archive HEAD~1 torchdoctor | tar -x -C DIR`); with `--probes`, `run` with each
-optional probe switched off in turn, and with all of them off.
+Workloads: a small CNN and torchvision's ResNet-18 (with `--models mlp`, the MNIST tutorial's MLP
+too), on CPU with a fixed thread count and synthetic data. Modes: plain; torchdoctor's default as
+`torchdoctor run` uses it (discovery through global hooks, no arguments); as `watch(model,
+optimizer)`; `torch.autograd.detect_anomaly()`; with `--baseline DIR`, `run` and `watch` of the
+torchdoctor package in DIR too (the previous commit: `git archive HEAD~1 torchdoctor | tar -x -C
+DIR`); with `--probes`, `run` with each optional probe switched off in turn, and with all of them
+off.
 
 Each mode trains in a process of its own, and the processes take turns, BLOCK steps each, in an
 order reversed at every turn: the machine's drift (a shared VM's speed swings by 2x within
@@ -66,7 +67,15 @@ def resnet18() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return torchvision.models.resnet18(num_classes=10), torch.randn(16, 3, 64, 64), torch.randint(0, 10, (16,))
 
 
-WORKLOADS = {"cnn": ("small CNN (32x3x32x32)", small_cnn), "resnet18": ("ResNet-18 (16x3x64x64)", resnet18)}
+def mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The MNIST tutorial's size, a step under a millisecond: torchdoctor's fixed cost per step at
+    its largest share (not in the default --models; give --window 1000)."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+    return model, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+
+
+WORKLOADS = {"cnn": ("small CNN (32x3x32x32)", small_cnn), "resnet18": ("ResNet-18 (16x3x64x64)", resnet18),
+             "mlp": ("MLP 784-128-10 (64x1x28x28)", mlp)}
 MODES = ("plain", "run", "watch", "anomaly")
 # A second plain process, beside the first: its ratio is the measurement's own noise and bias.
 NOISE = "plain again"
@@ -306,7 +315,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--processes", type=int, default=1, metavar="N",
                         help="split the windows between N sets of fresh processes, one after the other")
-    parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18")
+    parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18, mlp")
     parser.add_argument("--early", type=int, default=0, metavar="N",
                         help="also the mean over a fresh run's first N steps (discovery and dense sampling), e.g. 200")
     parser.add_argument("--probes", action="store_true",
