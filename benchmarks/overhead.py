@@ -74,8 +74,17 @@ def mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
 
 
+def tutorial() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """benchmarks/ten_second_run.py's network (the CIFAR-10 tutorial's): its steps without the
+    DataLoader, the per-step part of what whole_run.py measures."""
+    from ten_second_run import Net  # beside this file, which runs as a script
+
+    return Net(), torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+
+
 WORKLOADS = {"cnn": ("small CNN (32x3x32x32)", small_cnn), "resnet18": ("ResNet-18 (16x3x64x64)", resnet18),
-             "mlp": ("MLP 784-128-10 (64x1x28x28)", mlp)}
+             "mlp": ("MLP 784-128-10 (64x1x28x28)", mlp),
+             "tutorial": ("CIFAR-10 tutorial's Net (32x3x32x32)", tutorial)}
 MODES = ("plain", "run", "watch", "anomaly")
 # A second plain process, beside the first: its ratio is the measurement's own noise and bias.
 NOISE = "plain again"
@@ -315,7 +324,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--processes", type=int, default=1, metavar="N",
                         help="split the windows between N sets of fresh processes, one after the other")
-    parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18, mlp")
+    parser.add_argument("--models", default="cnn,resnet18", help="comma-separated: cnn, resnet18, mlp, tutorial")
     parser.add_argument("--early", type=int, default=0, metavar="N",
                         help="also the mean over a fresh run's first N steps (discovery and dense sampling), e.g. 200")
     parser.add_argument("--probes", action="store_true",

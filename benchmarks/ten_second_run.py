@@ -2,7 +2,10 @@
 PyTorch CIFAR-10 tutorial's network on synthetic 32x32 images from a DataLoader, SGD with
 momentum, a validation pass after each epoch, the loss printed as it goes.
 
-    python benchmarks/ten_second_run.py [--epochs 4]
+    python benchmarks/ten_second_run.py [--epochs 4] [--steps N]
+
+`--steps N` stops after N training steps (and one validation pass): a process that is start-up
+and the report, nearly all, for what those cost on their own.
 """
 
 from __future__ import annotations
@@ -43,15 +46,20 @@ def data(n: int, seed: int) -> TensorDataset:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many training steps")
     args = parser.parse_args()
     torch.manual_seed(0)
     train = DataLoader(data(8192, 0), batch_size=32, shuffle=True)
     val = DataLoader(data(1024, 1), batch_size=256)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    steps = 0
     for epoch in range(args.epochs):
         model.train()
         for i, (x, y) in enumerate(train):
+            if args.steps is not None and steps >= args.steps:
+                break
+            steps += 1
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()
@@ -64,6 +72,8 @@ def main() -> None:
             for x, y in val:
                 correct += int((model(x).argmax(1) == y).sum())
         print(f"epoch {epoch}: validation accuracy {correct / len(val.dataset):.3f}")
+        if args.steps is not None and steps >= args.steps:
+            break
 
 
 if __name__ == "__main__":
