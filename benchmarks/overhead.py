@@ -1,15 +1,15 @@
 """What torchdoctor costs per training step, side by side with plain PyTorch and detect_anomaly.
 
-    python benchmarks/overhead.py [--windows 12] [--processes 1] [--threads 2] [--models cnn,resnet18,mlp]
+    python benchmarks/overhead.py [--windows 12] [--processes 1] [--threads 2] [--models cnn,resnet18]
                                   [--early 200] [--probes] [--baseline DIR]
 
-Workloads: a small CNN and torchvision's ResNet-18 (with `--models mlp`, the MNIST tutorial's MLP
-too), on CPU with a fixed thread count and synthetic data. Modes: plain; torchdoctor's default as
-`torchdoctor run` uses it (discovery through global hooks, no arguments); as `watch(model,
-optimizer)`; `torch.autograd.detect_anomaly()`; with `--baseline DIR`, `run` and `watch` of the
-torchdoctor package in DIR too (the previous commit: `git archive HEAD~1 torchdoctor | tar -x -C
-DIR`); with `--probes`, `run` with each optional probe switched off in turn, and with all of them
-off.
+Workloads: a small CNN and torchvision's ResNet-18 (`--models` adds `mlp`, the MNIST tutorial's MLP,
+and `tutorial`, ten_second_run.py's network), on CPU with a fixed thread count and synthetic data.
+Modes: plain; torchdoctor's default as `torchdoctor run` uses it (discovery through global hooks, no
+arguments); as `watch(model, optimizer)`; `torch.autograd.detect_anomaly()`; with `--baseline DIR`,
+`run` and `watch` of the torchdoctor package in DIR too (the previous commit: `git archive HEAD~1
+torchdoctor | tar -x -C DIR`); with `--probes`, `run` with each optional probe switched off in turn,
+and with all of them off.
 
 Each mode trains in a process of its own, and the processes take turns, BLOCK steps each, in an
 order reversed at every turn: the machine's drift (a shared VM's speed swings by 2x within
@@ -68,8 +68,8 @@ def resnet18() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 
 def mlp() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The MNIST tutorial's size, a step under a millisecond: torchdoctor's fixed cost per step at
-    its largest share (not in the default --models; give --window 1000)."""
+    """The MNIST tutorial's size, a step of about a millisecond: torchdoctor's fixed cost per step
+    at its largest share (not in the default --models; give --window 1000)."""
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     return model, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
 

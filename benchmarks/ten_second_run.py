@@ -53,11 +53,12 @@ def main() -> None:
     val = DataLoader(data(1024, 1), batch_size=256)
     model = Net()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    limit = float("inf") if args.steps is None else args.steps
     steps = 0
     for epoch in range(args.epochs):
         model.train()
         for i, (x, y) in enumerate(train):
-            if args.steps is not None and steps >= args.steps:
+            if steps >= limit:
                 break
             steps += 1
             optimizer.zero_grad()
@@ -72,7 +73,7 @@ def main() -> None:
             for x, y in val:
                 correct += int((model(x).argmax(1) == y).sum())
         print(f"epoch {epoch}: validation accuracy {correct / len(val.dataset):.3f}")
-        if args.steps is not None and steps >= args.steps:
+        if steps >= limit:
             break
 
 
